@@ -1,0 +1,24 @@
+//! Arguments shared by several commands.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hearth_runtime::Store;
+use hearth_runtime::store::DEFAULT_MODEL;
+
+use crate::progress::Bars;
+
+/// Which model to use.
+#[derive(Debug, Args)]
+pub struct ModelArg {
+    /// A known model name (see `hearth models list`; fetched on first use) or a path to a .gguf file.
+    #[arg(short = 'm', long = "model", env = "HEARTH_MODEL", default_value = DEFAULT_MODEL)]
+    pub model: String,
+}
+
+impl ModelArg {
+    /// The model's file, pulling it into the store first if it is a known model that is not there yet.
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        Ok(Store::from_env()?.resolve(&self.model, &mut Bars::default())?)
+    }
+}

@@ -1,0 +1,85 @@
+//! A GGUF model file, memory-mapped and parsed once. Tensor views borrow the mapping: weights are never copied.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use hearth_kernel::gguf::{Gguf, GgufError};
+use memmap2::Mmap;
+
+self_cell::self_cell! {
+    /// The mapping and the parsed view that borrows it, kept together.
+    struct MappedGguf {
+        owner: Mmap,
+        #[covariant]
+        dependent: Gguf,
+    }
+}
+
+impl std::fmt::Debug for MappedGguf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedGguf")
+            .field("len", &self.borrow_owner().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a model file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file could not be opened or mapped.
+    #[error("cannot read model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid GGUF.
+    #[error("{path} is not a usable GGUF model: {source}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: GgufError,
+    },
+}
+
+/// An open, validated GGUF file.
+#[derive(Debug)]
+pub struct ModelFile {
+    path: PathBuf,
+    mapped: MappedGguf,
+}
+
+impl ModelFile {
+    /// Maps `path` and parses it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let io_error = |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io_error)?;
+        // SAFETY: the mapping is read-only and private to this process. Another process truncating or rewriting the
+        // file while it is mapped would change the bytes under us (or fault on truncation); the model store only ever
+        // replaces files by rename, which leaves this mapping intact, and users are told not to edit open models.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
+        let mapped = MappedGguf::try_new(map, |bytes| Gguf::parse(bytes)).map_err(|source| {
+            OpenError::Gguf {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Ok(Self { path, mapped })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed file; tensor data borrows the mapping.
+    pub fn gguf(&self) -> &Gguf<'_> {
+        self.mapped.borrow_dependent()
+    }
+}
