@@ -27,5 +27,6 @@ compile_error!(
 
 pub mod dtype;
 pub mod gguf;
+pub mod quant;
 
 pub use dtype::GgmlType;

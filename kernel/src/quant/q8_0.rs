@@ -1,0 +1,64 @@
+//! Q8_0: 32 signed 8-bit values with one f16 scale. Value `i` is `d * qs[i]`. Also the activation partner of the
+//! legacy 32-element weight formats.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use super::{QuantBlock, Quantize, WeightBlock};
+use crate::GgmlType;
+
+/// One Q8_0 block (34 bytes).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ8_0 {
+    /// Scale.
+    pub d: f16,
+    /// Quantized values.
+    pub qs: [i8; 32],
+}
+const _: () = assert!(size_of::<BlockQ8_0>() == 34);
+
+impl QuantBlock for BlockQ8_0 {
+    const DTYPE: GgmlType = GgmlType::Q8_0;
+
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for (o, &q) in out.iter_mut().zip(&self.qs) {
+            *o = q as f32 * d;
+        }
+    }
+}
+
+impl Quantize for BlockQ8_0 {
+    /// `d = max|x| / 127`, values rounded half away from zero (C `roundf`; libm keeps it available without std).
+    fn quantize(x: &[f32]) -> Self {
+        let amax = x[..32]
+            .iter()
+            .fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        BlockQ8_0 {
+            d: f16::from_f32(d),
+            qs: core::array::from_fn(|i| libm::roundf(x[i] * id) as i8),
+        }
+    }
+}
+
+impl WeightBlock for BlockQ8_0 {
+    type Act = BlockQ8_0;
+
+    fn vec_dot_ref(w: &[Self], a: &[Self::Act]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| {
+                let sum: i32 =
+                    w.qs.iter()
+                        .zip(&a.qs)
+                        .map(|(&x, &y)| x as i32 * y as i32)
+                        .sum();
+                sum as f32 * (w.d.to_f32() * a.d.to_f32())
+            })
+            .sum()
+    }
+}
