@@ -27,6 +27,8 @@ compile_error!(
 
 pub mod dtype;
 pub mod gguf;
+pub mod ops;
 pub mod quant;
+pub mod simd;
 
 pub use dtype::GgmlType;

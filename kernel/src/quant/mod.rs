@@ -7,7 +7,7 @@
 //! Algorithms (including rounding) follow the reference implementation (ggml's `*_ref` functions), so files hearth
 //! writes are interchangeable with llama.cpp's and dequantization is bit-exact with gguf-py's.
 
-mod kquant;
+pub(crate) mod kquant;
 mod plain;
 mod q4_0;
 mod q4_1;

@@ -1,0 +1,245 @@
+//! Quantized matrix multiplication: `out[t][r] = Σ_i w[r][i] · x[t][i]`.
+//!
+//! Weights are `[n_out, n_in]` rows of any supported type, borrowed from the model file. Activations are f32
+//! `[n_tokens, n_in]`, quantized once per call to the weights' partner type (Q8_K for K-quants, Q8_0 for the legacy
+//! types); each output is then an integer dot product. Work is split by weight rows across threads; with several
+//! tokens, a thread visits its rows once per tile of tokens so a weight row is reused from cache for the whole tile.
+
+use alloc::vec::Vec;
+
+use bytemuck::Zeroable;
+
+use super::{OpError, expect_len, for_each_chunk, thread_count};
+use crate::GgmlType;
+use crate::gguf::TensorView;
+use crate::quant::{
+    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    BlockQ8_K, QuantBlock, QuantError, Quantize,
+};
+use crate::simd::{Isa, SimdDot};
+
+/// Tokens processed together against each weight row (their quantized activations stay in L2).
+const TOKEN_TILE: usize = 32;
+
+/// A weight matrix `[n_out, n_in]`: `n_out` rows of `n_in` elements of type `dtype`, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct Weights<'a> {
+    /// Element type.
+    pub dtype: GgmlType,
+    /// Elements per row (the input dimension; GGML's `ne[0]`).
+    pub n_in: usize,
+    /// Number of rows (the output dimension; GGML's `ne[1]`).
+    pub n_out: usize,
+    /// The rows' bytes.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Weights<'a> {
+    /// A 2-D tensor from a GGUF file as a weight matrix.
+    pub fn from_tensor(t: &TensorView<'a>) -> Result<Self, OpError> {
+        if t.n_dims > 2 {
+            return Err(OpError::Shape {
+                what: "weight matrix dimensions",
+                expected: 2,
+                got: t.n_dims,
+            });
+        }
+        Self::new(t.dtype, t.row_len(), t.n_rows(), t.data)
+    }
+
+    /// A weight matrix over `bytes`, checked against the shape.
+    pub fn new(
+        dtype: GgmlType,
+        n_in: usize,
+        n_out: usize,
+        bytes: &'a [u8],
+    ) -> Result<Self, OpError> {
+        let Some(row_bytes) = dtype.bytes_for(n_in as u64) else {
+            return Err(QuantError::Length {
+                dtype,
+                bytes: 0,
+                elems: n_in,
+            }
+            .into());
+        };
+        expect_len("weight bytes", bytes.len(), row_bytes as usize * n_out)?;
+        Ok(Self {
+            dtype,
+            n_in,
+            n_out,
+            bytes,
+        })
+    }
+
+    /// Bytes per row.
+    pub fn row_bytes(&self) -> usize {
+        self.bytes.len() / self.n_out.max(1)
+    }
+}
+
+/// Buffers a matmul reuses between calls (sized by the largest call; no allocation once warm).
+#[derive(Debug, Default)]
+pub struct MatmulScratch {
+    q8_0: Vec<BlockQ8_0>,
+    q8_k: Vec<BlockQ8_K>,
+    /// `[n_out, n_tokens]` results when there are several tokens, transposed into the output at the end.
+    by_row: Vec<f32>,
+    /// Dequantized weight rows for plain-float weights, one per thread chunk.
+    rows: Vec<f32>,
+}
+
+/// An activation block type and where the scratch keeps its buffer.
+pub trait Activation: Quantize {
+    /// The scratch buffer for this type.
+    fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self>;
+}
+
+impl Activation for BlockQ8_0 {
+    fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
+        &mut scratch.q8_0
+    }
+}
+
+impl Activation for BlockQ8_K {
+    fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
+        &mut scratch.q8_k
+    }
+}
+
+/// `out[t][r] = Σ_i w[r][i] · x[t][i]` for `x: [n_tokens, n_in]` and `out: [n_tokens, n_out]`, using `isa`.
+pub fn matmul(
+    isa: Isa,
+    w: &Weights<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), OpError> {
+    let n_tokens = x.len() / w.n_in.max(1);
+    expect_len("activations", x.len(), n_tokens * w.n_in)?;
+    expect_len("output", out.len(), n_tokens * w.n_out)?;
+    if n_tokens == 0 {
+        return Ok(());
+    }
+    match w.dtype {
+        GgmlType::Q8_0 => quantized::<BlockQ8_0>(isa, w, x, out, scratch),
+        GgmlType::Q4_0 => quantized::<BlockQ4_0>(isa, w, x, out, scratch),
+        GgmlType::Q4_1 => quantized::<BlockQ4_1>(isa, w, x, out, scratch),
+        GgmlType::Q5_0 => quantized::<BlockQ5_0>(isa, w, x, out, scratch),
+        GgmlType::Q5_1 => quantized::<BlockQ5_1>(isa, w, x, out, scratch),
+        GgmlType::Q4_K => quantized::<BlockQ4_K>(isa, w, x, out, scratch),
+        GgmlType::Q5_K => quantized::<BlockQ5_K>(isa, w, x, out, scratch),
+        GgmlType::Q6_K => quantized::<BlockQ6_K>(isa, w, x, out, scratch),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => plain(w, x, out, scratch),
+        dtype => Err(QuantError::Unsupported {
+            op: "matmul",
+            dtype,
+        }
+        .into()),
+    }
+}
+
+/// Rows per parallel task: a few tasks per thread so uneven progress balances out.
+fn rows_per_task(n_out: usize) -> usize {
+    n_out.div_ceil(thread_count() * 4).max(1)
+}
+
+/// Runs `row_dot(r, t)` for every output, writing `out` as `[n_tokens, n_out]`.
+fn for_each_output(
+    n_tokens: usize,
+    n_out: usize,
+    out: &mut [f32],
+    by_row: &mut Vec<f32>,
+    row_dot: impl Fn(usize, usize) -> f32 + Sync + Send,
+) {
+    let rows = rows_per_task(n_out);
+    if n_tokens == 1 {
+        for_each_chunk(out, rows, |chunk, out| {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = row_dot(chunk * rows + i, 0);
+            }
+        });
+        return;
+    }
+    // Several tokens: each task owns `rows` rows of the transposed result `[n_out, n_tokens]`.
+    by_row.clear();
+    by_row.resize(n_out * n_tokens, 0.0);
+    for_each_chunk(by_row, rows * n_tokens, |chunk, block| {
+        let first_row = chunk * rows;
+        let n_rows = block.len() / n_tokens;
+        for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(n_tokens);
+            for r in 0..n_rows {
+                for t in t0..t1 {
+                    block[r * n_tokens + t] = row_dot(first_row + r, t);
+                }
+            }
+        }
+    });
+    for (t, out_row) in out.chunks_exact_mut(n_out).enumerate() {
+        for (r, o) in out_row.iter_mut().enumerate() {
+            *o = by_row[r * n_tokens + t];
+        }
+    }
+}
+
+fn quantized<W: SimdDot>(
+    isa: Isa,
+    w: &Weights<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), OpError>
+where
+    W::Act: Activation,
+{
+    let blocks: &[W] = quant::cast_blocks(w.bytes)?;
+    let act_len = <W::Act as QuantBlock>::LEN;
+    if !w.n_in.is_multiple_of(act_len) {
+        return Err(QuantError::Length {
+            dtype: <W::Act as QuantBlock>::DTYPE,
+            bytes: 0,
+            elems: w.n_in,
+        }
+        .into());
+    }
+    let n_tokens = x.len() / w.n_in;
+    let mut acts = core::mem::take(W::Act::buffer(scratch));
+    acts.clear();
+    acts.resize(x.len() / act_len, W::Act::zeroed());
+    quant::quantize_blocks(x, &mut acts);
+
+    let (w_per_row, a_per_row) = (w.n_in / W::LEN, w.n_in / act_len);
+    let acts_ref = &acts;
+    for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t| {
+        isa.vec_dot(
+            &blocks[r * w_per_row..][..w_per_row],
+            &acts_ref[t * a_per_row..][..a_per_row],
+        )
+    });
+    *W::Act::buffer(scratch) = acts;
+    Ok(())
+}
+
+/// F32/F16/BF16 weights: each row is converted to f32 once per call and dotted in f32.
+fn plain(
+    w: &Weights<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), OpError> {
+    let mut rows = core::mem::take(&mut scratch.rows);
+    rows.clear();
+    rows.resize(w.n_in * w.n_out, 0.0);
+    quant::dequantize(w.dtype, w.bytes, &mut rows)?;
+    let n_tokens = x.len() / w.n_in;
+    let rows_ref = &rows;
+    for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t| {
+        let row = &rows_ref[r * w.n_in..][..w.n_in];
+        row.iter()
+            .zip(&x[t * w.n_in..][..w.n_in])
+            .map(|(a, b)| a * b)
+            .sum()
+    });
+    scratch.rows = rows;
+    Ok(())
+}

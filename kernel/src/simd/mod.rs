@@ -1,0 +1,138 @@
+//! Instruction-set selection. The best available ISA is chosen once at run time (under `std`; by
+//! `cfg!(target_feature)` without it) and can be forced with `HEARTH_ISA=scalar|avx2` so tests and benches exercise
+//! every path the machine has.
+//!
+//! Each SIMD ISA is represented by a zero-sized capability token that can only be obtained after its CPU features
+//! were detected; `#[target_feature]` kernels are reachable only through a token, which is what makes calling them
+//! sound.
+
+#[cfg(hearth_x86_simd)]
+pub mod x86;
+
+use core::fmt;
+
+use crate::quant::{
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    WeightBlock,
+};
+
+/// An instruction set to run kernels with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Isa {
+    /// Portable Rust: the reference every other path is tested against.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C.
+    #[cfg(hearth_x86_simd)]
+    Avx2(x86::Avx2),
+}
+
+impl Isa {
+    /// Every ISA this machine can run, scalar first.
+    pub fn available() -> alloc::vec::Vec<Isa> {
+        let mut all = alloc::vec![Isa::Scalar];
+        #[cfg(hearth_x86_simd)]
+        all.extend(x86::Avx2::detect().map(Isa::Avx2));
+        all
+    }
+
+    /// The fastest ISA this machine can run.
+    pub fn best() -> Isa {
+        Self::available().last().copied().unwrap_or(Isa::Scalar)
+    }
+
+    /// The ISA called `name` (`scalar`, `avx2`), if this machine can run it.
+    pub fn by_name(name: &str) -> Option<Isa> {
+        Self::available()
+            .into_iter()
+            .find(|isa| isa.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The ISA kernels use by default: `HEARTH_ISA` if set (and runnable here), else the best one. Decided once.
+    #[cfg(feature = "std")]
+    pub fn selected() -> Isa {
+        static SELECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| match std::env::var("HEARTH_ISA") {
+            Ok(name) => Self::by_name(&name).unwrap_or_else(|| {
+                let best = Self::best();
+                std::eprintln!("HEARTH_ISA={name} is not available on this machine; using {best}");
+                best
+            }),
+            Err(_) => Self::best(),
+        })
+    }
+
+    /// The ISA kernels use by default: the best one the build targets.
+    #[cfg(not(feature = "std"))]
+    pub fn selected() -> Isa {
+        Self::best()
+    }
+
+    /// Short lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(_) => "avx2",
+        }
+    }
+
+    /// Dot product of a weight row with a quantized activation row.
+    #[inline]
+    pub fn vec_dot<W: SimdDot>(self, w: &[W], a: &[W::Act]) -> f32 {
+        debug_assert_eq!(
+            w.len() * W::LEN,
+            a.len() * <W::Act as crate::quant::QuantBlock>::LEN
+        );
+        match self {
+            Isa::Scalar => W::vec_dot_ref(w, a),
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => W::vec_dot_avx2(token, w, a),
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Debug for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A weight block type with dot products for each ISA. An ISA without a kernel of its own for the type falls back to
+/// the scalar reference.
+pub trait SimdDot: WeightBlock {
+    /// AVX2 dot product.
+    #[cfg(hearth_x86_simd)]
+    fn vec_dot_avx2(token: x86::Avx2, w: &[Self], a: &[Self::Act]) -> f32 {
+        let _ = token;
+        Self::vec_dot_ref(w, a)
+    }
+}
+
+macro_rules! simd_dot_impls {
+    ($($block:ty => $avx2:ident),* $(,)?) => {$(
+        impl SimdDot for $block {
+            #[cfg(hearth_x86_simd)]
+            fn vec_dot_avx2(token: x86::Avx2, w: &[Self], a: &[Self::Act]) -> f32 {
+                x86::avx2::$avx2(token, w, a)
+            }
+        }
+    )*};
+}
+
+simd_dot_impls! {
+    BlockQ8_0 => dot_q8_0,
+    BlockQ4_0 => dot_q4_0,
+    BlockQ4_1 => dot_q4_1,
+    BlockQ5_0 => dot_q5_0,
+    BlockQ5_1 => dot_q5_1,
+    BlockQ4_K => dot_q4_k,
+    BlockQ5_K => dot_q5_k,
+    BlockQ6_K => dot_q6_k,
+}

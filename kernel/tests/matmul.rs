@@ -1,0 +1,132 @@
+//! Matmul against a naive f64 product of the dequantized weights and dequantized (quantized) activations, for every
+//! weight type, ISA, and token count (one token, a few, and more than a tile).
+
+use hearth_kernel::GgmlType;
+use hearth_kernel::ops::OpError;
+use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::quant;
+use hearth_kernel::simd::Isa;
+
+fn signal(seed: u32, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as f32 * 0.37 + seed as f32).sin() + 0.3 * ((i * 7 + 3) as f32).cos()) * 0.5)
+        .collect()
+}
+
+/// The activation partner's round trip: what the integer kernels actually see.
+fn as_seen(weight: GgmlType, x: &[f32]) -> Vec<f32> {
+    let act = match weight {
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => GgmlType::Q8_K,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => return x.to_vec(),
+        _ => GgmlType::Q8_0,
+    };
+    let mut bytes = vec![0u8; act.bytes_for(x.len() as u64).unwrap() as usize];
+    quant::quantize(act, x, &mut bytes).unwrap();
+    let mut out = vec![0f32; x.len()];
+    quant::dequantize(act, &bytes, &mut out).unwrap();
+    out
+}
+
+fn check(dtype: GgmlType, n_in: usize, n_out: usize) {
+    let wf = signal(1, n_in * n_out);
+    let mut bytes = vec![0u8; dtype.bytes_for((n_in * n_out) as u64).unwrap() as usize];
+    let source = if dtype == GgmlType::Q5_1 {
+        GgmlType::F32
+    } else {
+        dtype
+    };
+    if source == GgmlType::F32 {
+        // No Q5_1 quantizer: fill with arbitrary levels and a fixed scale/min per block.
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i * 37 % 251) as u8;
+        }
+        for block in bytes.chunks_exact_mut(24) {
+            block[..4].copy_from_slice(&[0x00, 0x20, 0x00, 0xa0]); // d = 0.0078, m = -0.0078
+        }
+    } else {
+        quant::quantize(dtype, &wf, &mut bytes).unwrap();
+    }
+    let mut w_deq = vec![0f32; n_in * n_out];
+    quant::dequantize(dtype, &bytes, &mut w_deq).unwrap();
+    let w = Weights::new(dtype, n_in, n_out, &bytes).unwrap();
+    let mut scratch = MatmulScratch::default();
+    for n_tokens in [1, 3, 40] {
+        let x = signal(2, n_tokens * n_in);
+        let seen: Vec<f32> = x.chunks(n_in).flat_map(|row| as_seen(dtype, row)).collect();
+        for isa in Isa::available() {
+            let mut out = vec![f32::NAN; n_tokens * n_out];
+            matmul(isa, &w, &x, &mut out, &mut scratch).unwrap();
+            for t in 0..n_tokens {
+                for r in 0..n_out {
+                    let terms = w_deq[r * n_in..][..n_in]
+                        .iter()
+                        .zip(&seen[t * n_in..][..n_in]);
+                    let (exact, magnitude) = terms.fold((0f64, 0f64), |(s, m), (a, b)| {
+                        let p = *a as f64 * *b as f64;
+                        (s + p, m + p.abs())
+                    });
+                    let got = out[t * n_out + r] as f64;
+                    assert!(
+                        (got - exact).abs() <= 1e-5 * magnitude + 1e-6,
+                        "{dtype} {isa} tokens={n_tokens} out[{t}][{r}] = {got}, expected {exact}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn legacy_types_match_the_naive_product() {
+    for dtype in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+    ] {
+        check(dtype, 96, 13);
+    }
+}
+
+#[test]
+fn k_quants_match_the_naive_product() {
+    for dtype in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        check(dtype, 512, 11);
+    }
+}
+
+#[test]
+fn plain_float_weights_match_the_naive_product() {
+    for dtype in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        check(dtype, 40, 7);
+    }
+}
+
+#[test]
+fn shape_mismatches_are_errors() {
+    let bytes = vec![0u8; 144 * 2];
+    assert!(Weights::new(GgmlType::Q4_K, 256, 3, &bytes).is_err());
+    assert!(Weights::new(GgmlType::Q4_K, 100, 2, &bytes).is_err());
+    let w = Weights::new(GgmlType::Q4_K, 256, 2, &bytes).unwrap();
+    let mut scratch = MatmulScratch::default();
+    let err = matmul(Isa::Scalar, &w, &[0.0; 255], &mut [0.0; 2], &mut scratch).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpError::Shape {
+                what: "activations",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = matmul(Isa::Scalar, &w, &[0.0; 256], &mut [0.0; 3], &mut scratch).unwrap_err();
+    assert!(
+        matches!(err, OpError::Shape { what: "output", .. }),
+        "{err}"
+    );
+    let iq = vec![0u8; 66];
+    let w = Weights::new(GgmlType::IQ2_XXS, 256, 1, &iq).unwrap();
+    assert!(matmul(Isa::Scalar, &w, &[0.0; 256], &mut [0.0; 1], &mut scratch).is_err());
+}

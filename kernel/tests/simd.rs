@@ -1,0 +1,188 @@
+//! Every SIMD path this machine has against the scalar reference, for every weight type: random rows of several
+//! lengths (including odd block counts), rows of arbitrary and of extreme levels and scales.
+
+use hearth_kernel::quant::{
+    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    QuantBlock, Quantize,
+};
+use hearth_kernel::simd::{Isa, SimdDot};
+
+/// xorshift64*: deterministic test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn bytes(&mut self, out: &mut [u8]) {
+        for b in out {
+            *b = self.next_u64() as u8;
+        }
+    }
+}
+
+/// Values with a spread of magnitudes, like real activations (a few large outliers among small values).
+fn signal(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| rng.unit() * if i % 37 == 0 { 20.0 } else { 1.0 })
+        .collect()
+}
+
+fn assert_close<W: SimdDot>(name: &str, w: &[W], a: &[W::Act]) {
+    let reference = Isa::Scalar.vec_dot(w, a) as f64;
+    // The tolerance scales with Σ|w_i a_i| (from the dequantized rows), since accumulation order differs.
+    let n = w.len() * W::LEN;
+    let (mut wf, mut af) = (vec![0f32; n], vec![0f32; n]);
+    quant::dequantize_blocks(w, &mut wf);
+    quant::dequantize_blocks(a, &mut af);
+    let magnitude: f64 = wf
+        .iter()
+        .zip(&af)
+        .map(|(x, y)| (*x as f64 * *y as f64).abs())
+        .sum();
+    for isa in Isa::available() {
+        let got = isa.vec_dot(w, a) as f64;
+        assert!(
+            (got - reference).abs() <= 1e-5 * magnitude + 1e-30,
+            "{name} on {isa} with {} blocks: {got} vs scalar {reference} (magnitude {magnitude})",
+            w.len()
+        );
+    }
+}
+
+fn quantized<B: Quantize>(x: &[f32]) -> Vec<B> {
+    let mut blocks = vec![B::zeroed(); x.len() / B::LEN];
+    quant::quantize_blocks(x, &mut blocks);
+    blocks
+}
+
+/// Random raw bytes for every field, then `fix` makes the scales finite and sane.
+fn raw_blocks<B: QuantBlock>(rng: &mut Rng, n: usize, fix: impl Fn(&mut B, &mut Rng)) -> Vec<B> {
+    let mut blocks = vec![B::zeroed(); n];
+    rng.bytes(bytemuck::cast_slice_mut(&mut blocks));
+    for b in &mut blocks {
+        fix(b, rng);
+    }
+    blocks
+}
+
+fn small_f16(rng: &mut Rng) -> half::f16 {
+    half::f16::from_f32(rng.unit() * 0.1)
+}
+
+/// Runs `check(blocks_per_row)` for row lengths that exercise odd counts and long rows.
+fn for_row_lengths(mut check: impl FnMut(usize)) {
+    for blocks in [1, 2, 3, 7, 37] {
+        check(blocks);
+    }
+}
+
+fn check_type<W: SimdDot + Quantize>(name: &str, fix: impl Fn(&mut W, &mut Rng) + Copy) {
+    let mut rng = Rng(0x1234_5678_9abc_def1 ^ W::LEN as u64 ^ name.len() as u64);
+    for_row_lengths(|blocks| {
+        let n = blocks * W::LEN;
+        // Quantized smooth data.
+        let w = quantized::<W>(&signal(&mut rng, n));
+        let a = quantized::<W::Act>(&signal(&mut rng, n));
+        assert_close(name, &w, &a);
+        // Arbitrary bit patterns in every level field.
+        let w = raw_blocks::<W>(&mut rng, blocks, fix);
+        assert_close(name, &w, &a);
+    });
+    // Extremes: every level bit set, activations at ±127 (the i16-saturation edge of the integer kernels).
+    let mut w = raw_blocks::<W>(&mut rng, 8, fix);
+    for b in &mut w {
+        let bytes: &mut [u8] = bytemuck::bytes_of_mut(b);
+        bytes.fill(0xff);
+    }
+    let w: Vec<W> = w
+        .into_iter()
+        .map(|mut b| {
+            fix(&mut b, &mut rng);
+            b
+        })
+        .collect();
+    let extreme: Vec<f32> = (0..8 * W::LEN)
+        .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+        .collect();
+    assert_close(name, &w, &quantized::<W::Act>(&extreme));
+}
+
+#[test]
+fn q8_0_matches_scalar() {
+    check_type::<BlockQ8_0>("Q8_0", |b, rng| {
+        b.d = small_f16(rng);
+        for q in &mut b.qs {
+            *q = (*q).max(-127); // -128 never comes out of a quantizer
+        }
+    });
+}
+
+#[test]
+fn q4_0_matches_scalar() {
+    check_type::<BlockQ4_0>("Q4_0", |b, rng| b.d = small_f16(rng));
+}
+
+#[test]
+fn q4_1_matches_scalar() {
+    check_type::<BlockQ4_1>("Q4_1", |b, rng| {
+        b.d = small_f16(rng);
+        b.m = small_f16(rng);
+    });
+}
+
+#[test]
+fn q5_0_matches_scalar() {
+    check_type::<BlockQ5_0>("Q5_0", |b, rng| b.d = small_f16(rng));
+}
+
+#[test]
+fn q5_1_matches_scalar() {
+    // Q5_1 has no quantizer; use raw blocks only, with Q5_0's row lengths.
+    let mut rng = Rng(99);
+    for_row_lengths(|blocks| {
+        let w = raw_blocks::<BlockQ5_1>(&mut rng, blocks, |b, rng| {
+            b.d = small_f16(rng);
+            b.m = small_f16(rng);
+        });
+        let a = quantized::<BlockQ8_0>(&signal(&mut rng, blocks * 32));
+        assert_close("Q5_1", &w, &a);
+    });
+}
+
+#[test]
+fn q4_k_matches_scalar() {
+    check_type::<BlockQ4_K>("Q4_K", |b, rng| {
+        b.d = small_f16(rng);
+        b.dmin = small_f16(rng);
+    });
+}
+
+#[test]
+fn q5_k_matches_scalar() {
+    check_type::<BlockQ5_K>("Q5_K", |b, rng| {
+        b.d = small_f16(rng);
+        b.dmin = small_f16(rng);
+    });
+}
+
+#[test]
+fn q6_k_matches_scalar() {
+    check_type::<BlockQ6_K>("Q6_K", |b, rng| b.d = small_f16(rng));
+}
+
+#[test]
+fn isa_names_round_trip() {
+    for isa in Isa::available() {
+        assert_eq!(Isa::by_name(isa.name()), Some(isa));
+    }
+    assert_eq!(Isa::available()[0], Isa::Scalar);
+    assert_eq!(Isa::by_name("no-such-isa"), None);
+}
