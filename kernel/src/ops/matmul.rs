@@ -75,6 +75,23 @@ impl<'a> Weights<'a> {
     pub fn row_bytes(&self) -> usize {
         self.bytes.len() / self.n_out.max(1)
     }
+
+    /// Row `r` as f32 into `out[..n_in]`: an embedding lookup when the matrix is a token table.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), OpError> {
+        if r >= self.n_out {
+            return Err(OpError::Shape {
+                what: "row index",
+                expected: self.n_out,
+                got: r,
+            });
+        }
+        let row_bytes = self.row_bytes();
+        Ok(quant::dequantize(
+            self.dtype,
+            &self.bytes[r * row_bytes..][..row_bytes],
+            out,
+        )?)
+    }
 }
 
 /// Buffers a matmul reuses between calls (sized by the largest call; no allocation once warm).

@@ -1,6 +1,11 @@
 //! Compute operations on f32 activations and quantized weights.
 
+pub mod act;
+pub mod attention;
+pub mod kv;
 pub mod matmul;
+pub mod norm;
+pub mod rope;
 
 use core::fmt;
 

@@ -1,0 +1,72 @@
+//! Element-wise activations and their gated forms, softmax, and element-wise arithmetic.
+
+use super::{OpError, expect_len};
+
+/// SiLU: `x · sigmoid(x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + libm::expf(-x))
+}
+
+/// GELU, tanh approximation: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)))
+}
+
+/// Gated feed-forward activation: `gate[i] = act(gate[i]) · up[i]` (SwiGLU with [`silu`], GeGLU with
+/// [`gelu_tanh`]).
+pub fn gated(gate: &mut [f32], up: &[f32], act: fn(f32) -> f32) -> Result<(), OpError> {
+    expect_len("gated activation input", up.len(), gate.len())?;
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = act(*g) * u;
+    }
+    Ok(())
+}
+
+/// `x[i] += y[i]` (residual connections).
+pub fn add_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
+    expect_len("addend", y.len(), x.len())?;
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+    Ok(())
+}
+
+/// `x[i] *= s`.
+pub fn scale(x: &mut [f32], s: f32) {
+    x.iter_mut().for_each(|a| *a *= s);
+}
+
+/// Softmax in place; the sum of exponentials is accumulated in f64. An empty slice is left alone.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return;
+    }
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        assert_eq!(silu(0.0), 0.0);
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        assert_eq!(gelu_tanh(0.0), 0.0);
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        assert!((gelu_tanh(-3.0) + 0.003_637_7).abs() < 1e-5);
+        let mut p = [1.0f32, 2.0, 3.0, f32::NEG_INFINITY];
+        softmax(&mut p);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((p[2] - 0.665_240_9).abs() < 1e-6);
+        assert_eq!(p[3], 0.0);
+    }
+}

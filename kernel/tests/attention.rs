@@ -1,0 +1,185 @@
+//! Attention over the KV cache against a naive two-pass reference (materialised scores, softmax, weighted sum),
+//! computed in f64 from the values the cache actually holds (f16- or Q8_0-rounded).
+
+use hearth_kernel::ops::attention::{AttentionParams, attention};
+use hearth_kernel::ops::kv::{KvCache, KvType};
+use hearth_kernel::quant;
+
+fn signal(seed: usize, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i * 31 + seed * 17) % 101) as f32 / 50.0 - 1.0) * 1.5)
+        .collect()
+}
+
+/// What the cache holds for `x` after storing it.
+fn stored(kind: KvType, x: &[f32]) -> Vec<f32> {
+    match kind {
+        KvType::F16 => x.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
+        KvType::Q8_0 => {
+            let mut bytes = vec![0u8; x.len() / 32 * 34];
+            quant::quantize(hearth_kernel::GgmlType::Q8_0, x, &mut bytes).unwrap();
+            let mut out = vec![0f32; x.len()];
+            quant::dequantize(hearth_kernel::GgmlType::Q8_0, &bytes, &mut out).unwrap();
+            out
+        }
+    }
+}
+
+struct Case {
+    kind: KvType,
+    p: AttentionParams,
+    first_pos: usize,
+    n_tokens: usize,
+}
+
+fn run(case: &Case) {
+    let Case {
+        kind,
+        p,
+        first_pos,
+        n_tokens,
+    } = *case;
+    let (kv_width, q_width) = (p.n_kv_heads * p.head_dim, p.n_heads * p.head_dim);
+    let n_pos = first_pos + n_tokens;
+    let layer = 1;
+    let mut cache = KvCache::new(kind, 2, p.n_kv_heads, p.head_dim, n_pos + 3).unwrap();
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    for pos in 0..n_pos {
+        let (k, v) = (signal(pos, kv_width), signal(pos + 1000, kv_width));
+        cache.store(layer, pos, &k, &v).unwrap();
+        keys.push(stored(kind, &k));
+        values.push(stored(kind, &v));
+    }
+    let q = signal(7, n_tokens * q_width);
+    let mut out = vec![f32::NAN; q.len()];
+    attention(&p, &q, &cache, layer, first_pos, &mut out).unwrap();
+
+    let group = p.n_heads / p.n_kv_heads;
+    for t in 0..n_tokens {
+        let pos = first_pos + t;
+        let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        for h in 0..p.n_heads {
+            let kv_h = h / group;
+            let qh = &q[(t * p.n_heads + h) * p.head_dim..][..p.head_dim];
+            let scores: Vec<f64> = (start..=pos)
+                .map(|j| {
+                    let k = &keys[j][kv_h * p.head_dim..][..p.head_dim];
+                    let s = qh
+                        .iter()
+                        .zip(k)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        * p.scale as f64;
+                    p.softcap.map_or(s, |c| c as f64 * (s / c as f64).tanh())
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for d in 0..p.head_dim {
+                let expected: f64 = (start..=pos)
+                    .zip(&weights)
+                    .map(|(j, w)| w * values[j][kv_h * p.head_dim + d] as f64)
+                    .sum::<f64>()
+                    / total;
+                let got = out[(t * p.n_heads + h) * p.head_dim + d] as f64;
+                assert!(
+                    (got - expected).abs() < 2e-5 * (1.0 + expected.abs()),
+                    "{kind:?} t={t} h={h} d={d}: {got} vs {expected}"
+                );
+            }
+        }
+    }
+}
+
+fn params(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionParams {
+    AttentionParams {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        window: None,
+        softcap: None,
+    }
+}
+
+#[test]
+fn prefill_from_empty_cache_is_causal_with_gqa() {
+    run(&Case {
+        kind: KvType::F16,
+        p: params(6, 2, 64),
+        first_pos: 0,
+        n_tokens: 9,
+    });
+}
+
+#[test]
+fn decode_at_depth_over_a_long_context() {
+    run(&Case {
+        kind: KvType::F16,
+        p: params(4, 1, 128),
+        first_pos: 3000,
+        n_tokens: 1,
+    });
+}
+
+#[test]
+fn prefill_continuing_a_cached_prefix() {
+    run(&Case {
+        kind: KvType::F16,
+        p: params(4, 4, 32),
+        first_pos: 40,
+        n_tokens: 7,
+    });
+}
+
+#[test]
+fn sliding_window_sees_only_recent_positions() {
+    let p = AttentionParams {
+        window: Some(16),
+        ..params(4, 2, 64)
+    };
+    run(&Case {
+        kind: KvType::F16,
+        p,
+        first_pos: 50,
+        n_tokens: 20,
+    });
+}
+
+#[test]
+fn soft_capped_scores() {
+    let p = AttentionParams {
+        softcap: Some(5.0),
+        scale: 1.0,
+        ..params(2, 1, 64)
+    };
+    run(&Case {
+        kind: KvType::F16,
+        p,
+        first_pos: 10,
+        n_tokens: 3,
+    });
+}
+
+#[test]
+fn q8_0_cache() {
+    run(&Case {
+        kind: KvType::Q8_0,
+        p: params(8, 2, 64),
+        first_pos: 100,
+        n_tokens: 5,
+    });
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let cache = KvCache::new(KvType::F16, 1, 2, 64, 8).unwrap();
+    let mut out = vec![0f32; 4 * 64];
+    assert!(attention(&params(4, 3, 64), &[0.0; 256], &cache, 0, 0, &mut out).is_err());
+    assert!(attention(&params(4, 2, 64), &[0.0; 256], &cache, 1, 0, &mut out).is_err());
+    assert!(attention(&params(4, 2, 64), &[0.0; 256], &cache, 0, 8, &mut out).is_err());
+    assert!(KvCache::new(KvType::Q8_0, 1, 1, 48, 4).is_err());
+    let mut cache = cache;
+    assert!(cache.store(0, 8, &[0.0; 128], &[0.0; 128]).is_err());
+}
