@@ -23,6 +23,8 @@ enum Command {
     Models(cmd::models::ModelsCommand),
     /// Show a model file's architecture, hyper-parameters, tokenizer and tensors.
     Inspect(cmd::inspect::InspectArgs),
+    /// Re-encode a model with a quantization preset (the same per-tensor mixtures as llama.cpp's).
+    Quantize(cmd::quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Models(command) => cmd::models::run(command),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Quantize(args) => cmd::quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

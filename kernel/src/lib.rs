@@ -10,7 +10,7 @@
 //! let arch = file.get("general.architecture").and_then(|v| v.as_str());
 //! for t in file.tensors() {
 //!     // t.data borrows `bytes`: nothing was copied.
-//!     let _ = (t.name, t.dtype, t.ne(), t.data.len(), arch);
+//!     let _ = (t.name, t.dtype, t.shape(), t.data.len(), arch);
 //! }
 //! # Ok(()) }
 //! ```

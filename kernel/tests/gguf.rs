@@ -186,7 +186,7 @@ fn writer_output_parses_back_to_the_same_content() {
     assert_eq!(names, ["f32_vec", "q8_mat", "q4k_3d"]);
     let q4k = file.tensor("q4k_3d").unwrap();
     assert_eq!(
-        (q4k.dtype, q4k.ne(), q4k.n_rows(), q4k.row_bytes()),
+        (q4k.dtype, q4k.shape(), q4k.n_rows(), q4k.row_bytes()),
         (GgmlType::Q4_K, &[256, 2, 2][..], 4, 144)
     );
     assert_eq!(q4k.data.len(), 4 * 144);
@@ -210,7 +210,7 @@ fn copying_metadata_and_tensors_reproduces_the_file_byte_for_byte() {
         .map(|t| TensorSpec {
             name: t.name.into(),
             dtype: t.dtype,
-            ne: t.ne().to_vec(),
+            ne: t.shape().to_vec(),
         })
         .collect();
     let mut writer = GgufWriter::new(Vec::new(), file.metadata(), &specs).unwrap();

@@ -5,6 +5,7 @@
 
 pub mod model_file;
 pub mod progress;
+pub mod quantize;
 pub mod store;
 
 pub use model_file::{ModelFile, OpenError};

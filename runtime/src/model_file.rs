@@ -27,7 +27,7 @@ impl std::fmt::Debug for MappedGguf {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The file could not be opened or mapped.
-    #[error("cannot read model file {path}: {source}")]
+    #[error("cannot read model file {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -35,7 +35,7 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// The file is not valid GGUF.
-    #[error("{path} is not a usable GGUF model: {source}")]
+    #[error("{path} is not a usable GGUF model")]
     Gguf {
         /// The file.
         path: PathBuf,

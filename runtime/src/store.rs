@@ -214,7 +214,7 @@ pub enum StoreError {
         actual: String,
     },
     /// A file system operation failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What was being done.
         what: &'static str,

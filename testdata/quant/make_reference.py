@@ -6,7 +6,7 @@ For each type T it writes
   T.blocks      raw blocks: 24 random ones (24 * 32 values for F16 and BF16) (scales drawn from sane ranges) followed, for the types the known models
                 contain, by 8 real blocks taken from those models (first blocks of a fixed tensor)
   T.f32         gguf-py's dequantization of T.blocks (little-endian f32)
-and, for the types gguf-py can quantize (Q8_0, Q4_0, Q4_1, Q5_0, BF16),
+and, for the types gguf-py can quantize (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, BF16),
   T.quant_in.f32   32 blocks' worth of inputs (smooth + noisy + zeros + huge values)
   T.quant_out      gguf-py's quantization of them
 
@@ -94,7 +94,7 @@ def main():
         values = dequantize(blocks.reshape(-1), qtype).astype(np.float32)
         blocks.tofile(os.path.join(OUT, f"{qtype.name}.blocks"))
         values.astype("<f4").tofile(os.path.join(OUT, f"{qtype.name}.f32"))
-        if qtype in (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.BF16):
+        if qtype in (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.BF16):
             x = quant_inputs(rng, GGML_QUANT_SIZES[qtype][0])
             x.astype("<f4").tofile(os.path.join(OUT, f"{qtype.name}.quant_in.f32"))
             quantize(x, qtype).tofile(os.path.join(OUT, f"{qtype.name}.quant_out"))

@@ -91,7 +91,7 @@ fn to_json(gguf: &Gguf<'_>, path: &str) -> Json {
     let tensors: Vec<Json> = gguf
         .tensors()
         .iter()
-        .map(|t| json!({"name": t.name, "type": t.dtype.name(), "ne": t.ne(), "offset": t.offset, "bytes": t.data.len()}))
+        .map(|t| json!({"name": t.name, "type": t.dtype.name(), "ne": t.shape(), "offset": t.offset, "bytes": t.data.len()}))
         .collect();
     let totals: serde_json::Map<String, Json> = totals_by_type(gguf)
         .into_iter()
@@ -231,7 +231,7 @@ fn print_text(gguf: &Gguf<'_>, path: &str, with_tensors: bool) {
                 "  {:<width$}  {:<6} {:<22} {:>12}",
                 t.name,
                 t.dtype.name(),
-                format!("{:?}", t.ne()),
+                format!("{:?}", t.shape()),
                 t.data.len()
             );
         }

@@ -58,7 +58,7 @@ pub struct TensorView<'a> {
     pub n_dims: usize,
     /// Extent of each dimension, fastest-varying first (GGML's `ne`): a weight `[n_out, n_in]` has `ne = [n_in, n_out,
     /// 1, 1]`. Unused dimensions are 1.
-    pub ne_all: [usize; MAX_DIMS],
+    pub ne: [usize; MAX_DIMS],
     /// Offset of the data from the start of the data section.
     pub offset: u64,
     /// The tensor's bytes: `n_elems / block_len * block_bytes` of them.
@@ -66,25 +66,25 @@ pub struct TensorView<'a> {
 }
 
 impl<'a> TensorView<'a> {
-    /// The dimensions in use, fastest-varying first.
-    pub fn ne(&self) -> &[usize] {
-        &self.ne_all[..self.n_dims]
+    /// The dimensions in use, fastest-varying first (GGML's `ne[..n_dims]`).
+    pub fn shape(&self) -> &[usize] {
+        &self.ne[..self.n_dims]
     }
 
     /// Total number of elements.
     pub fn n_elems(&self) -> usize {
         // Checked at parse time not to overflow.
-        self.ne_all.iter().product()
+        self.ne.iter().product()
     }
 
     /// Elements per row (`ne[0]`).
     pub fn row_len(&self) -> usize {
-        self.ne_all[0]
+        self.ne[0]
     }
 
     /// Number of rows (product of all dimensions but the first).
     pub fn n_rows(&self) -> usize {
-        self.ne_all[1..].iter().product()
+        self.ne[1..].iter().product()
     }
 
     /// Bytes per row.
@@ -100,7 +100,7 @@ impl core::fmt::Debug for TensorView<'_> {
             "TensorView({} {} {:?} @{} +{})",
             self.name,
             self.dtype,
-            self.ne(),
+            self.shape(),
             self.offset,
             self.data.len()
         )
@@ -418,7 +418,7 @@ fn bind_tensor_data<'a>(
             name: info.name,
             dtype: info.dtype,
             n_dims: info.n_dims,
-            ne_all: info.ne,
+            ne: info.ne,
             offset: info.offset,
             // start <= end <= file_len, which is a usize.
             data: &bytes[start as usize..end as usize],

@@ -202,6 +202,7 @@ pub fn quantize(dtype: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), QuantE
         GgmlType::Q4_0 => run::<BlockQ4_0>(x, out)?,
         GgmlType::Q4_1 => run::<BlockQ4_1>(x, out)?,
         GgmlType::Q5_0 => run::<BlockQ5_0>(x, out)?,
+        GgmlType::Q5_1 => run::<BlockQ5_1>(x, out)?,
         GgmlType::Q8_0 => run::<BlockQ8_0>(x, out)?,
         GgmlType::Q4_K => run::<BlockQ4_K>(x, out)?,
         GgmlType::Q5_K => run::<BlockQ5_K>(x, out)?,

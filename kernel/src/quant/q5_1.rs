@@ -1,11 +1,11 @@
 //! Q5_1: 32 5-bit values with an f16 scale and an f16 minimum; bit layout as Q5_0. Value `i` is `d * q_i + m`.
-//! (Dequantization and dot product only: no preset quantizes to it.)
+//! (Presets use it as the fallback for Q5_K tensors whose rows are not a multiple of 256.)
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::q5_0::levels5;
-use super::{BlockQ8_0, QuantBlock, WeightBlock};
+use super::q5_0::{levels5, pack5};
+use super::{BlockQ8_0, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
 /// One Q5_1 block (24 bytes).
@@ -39,6 +39,28 @@ impl QuantBlock for BlockQ5_1 {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         for (o, q) in out.iter_mut().zip(self.levels()) {
             *o = d * q as f32 + m;
+        }
+    }
+}
+
+impl Quantize for BlockQ5_1 {
+    /// `m = min(x)`, `d = (max - min) / 31`.
+    fn quantize(x: &[f32]) -> Self {
+        let (mut min, mut max) = (f32::MAX, -f32::MAX);
+        for &v in &x[..32] {
+            min = if v < min { v } else { min };
+            max = if v > max { v } else { max };
+        }
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // (x - min) · id + 0.5 <= 31.5, so the truncating conversion needs no clamp (the reference has none).
+        let levels: [u8; 32] = core::array::from_fn(|i| ((x[i] - min) * id + 0.5) as u8);
+        let (qh, qs) = pack5(&levels);
+        BlockQ5_1 {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qh,
+            qs,
         }
     }
 }
