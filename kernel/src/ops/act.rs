@@ -32,6 +32,13 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
     Ok(())
 }
 
+/// `x[i] *= y[i]`.
+pub fn mul_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
+    expect_len("factor", y.len(), x.len())?;
+    x.iter_mut().zip(y).for_each(|(a, b)| *a *= b);
+    Ok(())
+}
+
 /// `x[i] *= s`.
 pub fn scale(x: &mut [f32], s: f32) {
     x.iter_mut().for_each(|a| *a *= s);
@@ -68,5 +75,11 @@ mod tests {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!((p[2] - 0.665_240_9).abs() < 1e-6);
         assert_eq!(p[3], 0.0);
+        let mut x = [1.0f32, 2.0, 3.0];
+        add_assign(&mut x, &[1.0, 1.0, 1.0]).unwrap();
+        mul_assign(&mut x, &[2.0, 0.5, -1.0]).unwrap();
+        scale(&mut x, 2.0);
+        assert_eq!(x, [8.0, 3.0, -8.0]);
+        assert!(mul_assign(&mut x, &[1.0]).is_err());
     }
 }

@@ -1,11 +1,13 @@
 //! Instruction-set selection. The best available ISA is chosen once at run time (under `std`; by
-//! `cfg!(target_feature)` without it) and can be forced with `HEARTH_ISA=scalar|avx2` so tests and benches exercise
-//! every path the machine has.
+//! `cfg!(target_feature)` without it) and can be forced with `HEARTH_ISA=scalar|avx2|neon` so tests and benches
+//! exercise every path the machine has.
 //!
 //! Each SIMD ISA is represented by a zero-sized capability token that can only be obtained after its CPU features
 //! were detected; `#[target_feature]` kernels are reachable only through a token, which is what makes calling them
 //! sound.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 #[cfg(hearth_x86_simd)]
 pub mod x86;
 
@@ -25,6 +27,9 @@ pub enum Isa {
     /// x86-64 with AVX2, FMA and F16C.
     #[cfg(hearth_x86_simd)]
     Avx2(x86::Avx2),
+    /// AArch64 Advanced SIMD.
+    #[cfg(target_arch = "aarch64")]
+    Neon(aarch64::Neon),
 }
 
 impl Isa {
@@ -33,6 +38,8 @@ impl Isa {
         let mut all = alloc::vec![Isa::Scalar];
         #[cfg(hearth_x86_simd)]
         all.extend(x86::Avx2::detect().map(Isa::Avx2));
+        #[cfg(target_arch = "aarch64")]
+        all.extend(aarch64::Neon::detect().map(Isa::Neon));
         all
     }
 
@@ -41,7 +48,7 @@ impl Isa {
         Self::available().last().copied().unwrap_or(Isa::Scalar)
     }
 
-    /// The ISA called `name` (`scalar`, `avx2`), if this machine can run it.
+    /// The ISA called `name` (`scalar`, `avx2`, `neon`), if this machine can run it.
     pub fn by_name(name: &str) -> Option<Isa> {
         Self::available()
             .into_iter()
@@ -74,6 +81,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             #[cfg(hearth_x86_simd)]
             Isa::Avx2(_) => "avx2",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon(_) => "neon",
         }
     }
 
@@ -88,6 +97,8 @@ impl Isa {
             Isa::Scalar => W::vec_dot_ref(w, a),
             #[cfg(hearth_x86_simd)]
             Isa::Avx2(token) => W::vec_dot_avx2(token, w, a),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon(token) => W::vec_dot_neon(token, w, a),
         }
     }
 }
@@ -113,14 +124,26 @@ pub trait SimdDot: WeightBlock {
         let _ = token;
         Self::vec_dot_ref(w, a)
     }
+
+    /// NEON dot product.
+    #[cfg(target_arch = "aarch64")]
+    fn vec_dot_neon(token: aarch64::Neon, w: &[Self], a: &[Self::Act]) -> f32 {
+        let _ = token;
+        Self::vec_dot_ref(w, a)
+    }
 }
 
 macro_rules! simd_dot_impls {
-    ($($block:ty => $avx2:ident),* $(,)?) => {$(
+    ($($block:ty => $kernel:ident),* $(,)?) => {$(
         impl SimdDot for $block {
             #[cfg(hearth_x86_simd)]
             fn vec_dot_avx2(token: x86::Avx2, w: &[Self], a: &[Self::Act]) -> f32 {
-                x86::avx2::$avx2(token, w, a)
+                x86::avx2::$kernel(token, w, a)
+            }
+
+            #[cfg(target_arch = "aarch64")]
+            fn vec_dot_neon(token: aarch64::Neon, w: &[Self], a: &[Self::Act]) -> f32 {
+                aarch64::neon::$kernel(token, w, a)
             }
         }
     )*};
