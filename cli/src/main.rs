@@ -25,6 +25,10 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Re-encode a model with a quantization preset (the same per-tensor mixtures as llama.cpp's).
     Quantize(cmd::quantize::QuantizeArgs),
+    /// Generate text from a prompt, streamed to stdout.
+    Run(cmd::run::RunArgs),
+    /// Show how the model's tokenizer splits a text into tokens.
+    Tokenize(cmd::tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Models(command) => cmd::models::run(command),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
+        Command::Tokenize(args) => cmd::tokenize::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,3 +3,5 @@
 pub mod inspect;
 pub mod models;
 pub mod quantize;
+pub mod run;
+pub mod tokenize;

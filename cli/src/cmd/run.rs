@@ -1,0 +1,159 @@
+//! `hearth run`: one-shot generation, streamed to stdout. Flags mirror llama.cpp's where they mean the same.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Args;
+use hearth_kernel::ops::kv::KvType;
+use hearth_runtime::model::Model;
+use hearth_runtime::sampling::{Sampler, SamplerParams};
+use hearth_runtime::session::Session;
+use hearth_runtime::template::{ChatTemplate, Message};
+use hearth_runtime::tokenizer::{StreamDecoder, Tokenizer};
+use hearth_runtime::{ModelFile, set_threads};
+
+use crate::args::ModelArg;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The prompt; `-` (or nothing) reads standard input.
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
+    /// Tokens to generate (generation also stops at the end-of-turn token unless --ignore-eos).
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    n_predict: usize,
+    /// Context size in tokens (the KV cache); 0 means the model's trained context, capped at 8192.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
+    ctx_size: usize,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long = "threads")]
+    threads: Option<usize>,
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp", default_value_t = SamplerParams::default().temperature)]
+    temperature: f32,
+    /// Top-k (0: off).
+    #[arg(long, default_value_t = SamplerParams::default().top_k)]
+    top_k: usize,
+    /// Top-p (1: off).
+    #[arg(long, default_value_t = SamplerParams::default().top_p)]
+    top_p: f32,
+    /// Min-p (0: off).
+    #[arg(long, default_value_t = SamplerParams::default().min_p)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = SamplerParams::default().repeat_penalty)]
+    repeat_penalty: f32,
+    /// Frequency penalty.
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    /// Presence penalty.
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Random seed (same seed, same output).
+    #[arg(short = 's', long, default_value_t = SamplerParams::default().seed)]
+    seed: u64,
+    /// Keep generating past the end-of-turn token.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Treat the prompt as a user message and apply the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// Print nothing but the generated text (no timing line on stderr).
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.threads {
+        set_threads(t).map_err(|e| anyhow::anyhow!("cannot set {t} threads: {e}"))?;
+    }
+    let prompt = match args.prompt.as_deref() {
+        Some("-") | None => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+        Some(p) => p.to_owned(),
+    };
+    let file = ModelFile::open(args.model.resolve()?)?;
+    let tokenizer = Tokenizer::from_gguf(file.gguf())?;
+    let model = Model::load(&file).context("loading the model")?;
+    let ids = if args.chat {
+        let text_of = |id: Option<u32>| {
+            id.map(|id| String::from_utf8_lossy(tokenizer.piece(id)).into_owned())
+        };
+        let template = ChatTemplate::from_gguf(
+            file.gguf(),
+            &text_of(tokenizer.bos()).unwrap_or_default(),
+            &text_of(tokenizer.eos()).unwrap_or_default(),
+        );
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(Message::new("system", system.as_str()));
+        }
+        messages.push(Message::new("user", prompt.as_str()));
+        // The rendered text carries its own BOS and turn markers.
+        tokenizer.encode(&template.render(&messages, true)?, false, true)
+    } else {
+        tokenizer.encode(&prompt, true, true)
+    };
+    let ctx = if args.ctx_size > 0 {
+        args.ctx_size
+    } else {
+        model.config().context_length.min(8192)
+    };
+    let mut session = Session::new(&model, ctx, KvType::F16)?;
+    let params = SamplerParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        frequency_penalty: args.frequency_penalty,
+        presence_penalty: args.presence_penalty,
+        seed: args.seed,
+        ..SamplerParams::default()
+    };
+    let mut sampler = Sampler::new(params);
+    let mut stream = StreamDecoder::default();
+    let mut out = std::io::stdout().lock();
+
+    let start = Instant::now();
+    session.prefill(&ids)?;
+    let mut next = session.sample(&mut sampler);
+    let prefill_time = start.elapsed();
+    let decode_start = Instant::now();
+    let mut generated = 0;
+    while generated < args.n_predict {
+        if !args.ignore_eos && tokenizer.is_end_of_generation(next) {
+            break;
+        }
+        out.write_all(stream.push(tokenizer.piece(next)).as_bytes())?;
+        out.flush()?;
+        generated += 1;
+        if generated == args.n_predict || session.tokens().len() == session.capacity() {
+            break;
+        }
+        session.push(next)?;
+        next = session.sample(&mut sampler);
+    }
+    out.write_all(stream.finish().as_bytes())?;
+    writeln!(out)?;
+    if !args.quiet {
+        let decode = decode_start.elapsed().as_secs_f64();
+        eprintln!(
+            "prompt {} tokens in {:.0} ms ({:.1} t/s); generated {generated} tokens at {:.1} t/s",
+            ids.len(),
+            prefill_time.as_secs_f64() * 1e3,
+            ids.len() as f64 / prefill_time.as_secs_f64(),
+            generated.saturating_sub(1) as f64 / decode.max(1e-9)
+        );
+    }
+    Ok(())
+}

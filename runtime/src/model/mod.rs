@@ -1,0 +1,380 @@
+//! Transformer models bound to the weights of a GGUF file, and their forward pass.
+//!
+//! One block structure covers the supported architectures; each layer carries the optional pieces its architecture
+//! has (Q/K/V biases for Qwen2; Q/K norms and post-norms for Gemma 3). Weights are borrowed from the memory-mapped file
+//! (only small f32 vectors — norms and biases — are decoded at load).
+
+mod config;
+
+use hearth_kernel::GgmlType;
+use hearth_kernel::gguf::Gguf;
+use hearth_kernel::ops::attention::{AttentionParams, attention};
+use hearth_kernel::ops::kv::{KvCache, KvType};
+use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::ops::{OpError, act, norm};
+use hearth_kernel::quant;
+use hearth_kernel::simd::Isa;
+
+pub use config::{Arch, Config, LayerAttention};
+
+use crate::ModelFile;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `general.architecture` names an architecture hearth does not implement.
+    #[error("unsupported architecture '{0}' (hearth runs llama, qwen2 and gemma3)")]
+    UnknownArch(String),
+    /// A hyper-parameter is missing.
+    #[error("the model file has no {0}")]
+    MissingKey(String),
+    /// A weight is missing.
+    #[error("the model file has no tensor {0}")]
+    MissingTensor(String),
+    /// A weight with the wrong shape or an unusable type.
+    #[error("tensor {name}: {why}")]
+    BadTensor {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A forward pass over no tokens.
+    #[error("nothing to run: no tokens were given")]
+    NoTokens,
+    /// A token id outside the vocabulary.
+    #[error("token id {0} is outside the vocabulary")]
+    BadToken(u32),
+    /// More positions than the KV cache holds.
+    #[error("context overflow: {needed} positions needed, the context holds {capacity}")]
+    ContextOverflow {
+        /// Positions the request needs.
+        needed: usize,
+        /// Positions available.
+        capacity: usize,
+    },
+    /// A kernel operation failed (shapes that do not fit).
+    #[error(transparent)]
+    Op(#[from] OpError),
+}
+
+struct Layer<'a> {
+    attn_norm: Vec<f32>,
+    wq: Weights<'a>,
+    wk: Weights<'a>,
+    wv: Weights<'a>,
+    wo: Weights<'a>,
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Weights<'a>,
+    up: Weights<'a>,
+    down: Weights<'a>,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A model ready to run: configuration plus weights borrowed from its file.
+pub struct Model<'a> {
+    config: Config,
+    embed: Weights<'a>,
+    layers: Vec<Layer<'a>>,
+    out_norm: Vec<f32>,
+    output: Weights<'a>,
+}
+
+impl std::fmt::Debug for Model<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which positions of a batch need logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token (generation).
+    Last,
+    /// Every token (perplexity).
+    All,
+}
+
+/// Buffers reused across forward passes (grown to the largest batch seen).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    angles: Vec<f32>,
+    logits: Vec<f32>,
+    matmul: MatmulScratch,
+}
+
+impl Scratch {
+    /// The logits of the last forward pass.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+}
+
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
+}
+
+struct Binder<'f, 'a> {
+    file: &'f Gguf<'a>,
+}
+
+impl<'a> Binder<'_, 'a> {
+    fn weights(&self, name: &str, n_in: usize, n_out: usize) -> Result<Weights<'a>, ModelError> {
+        let t = self
+            .file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
+        let w = Weights::from_tensor(t).map_err(|e| ModelError::BadTensor {
+            name: name.to_owned(),
+            why: e.to_string(),
+        })?;
+        if (w.n_in, w.n_out) != (n_in, n_out) {
+            return Err(ModelError::BadTensor {
+                name: name.to_owned(),
+                why: format!("shape {}x{}, expected {n_in}x{n_out}", w.n_in, w.n_out),
+            });
+        }
+        Ok(w)
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        let t = self
+            .file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
+        let bad = |why: String| ModelError::BadTensor {
+            name: name.to_owned(),
+            why,
+        };
+        if t.n_elems() != len {
+            return Err(bad(format!("{} elements, expected {len}", t.n_elems())));
+        }
+        let mut out = vec![0f32; len];
+        quant::dequantize(t.dtype, t.data, &mut out).map_err(|e| bad(e.to_string()))?;
+        Ok(out)
+    }
+
+    fn optional_vector(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        if self.file.tensor(name).is_none() {
+            Ok(None)
+        } else {
+            self.vector(name, len).map(Some)
+        }
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Binds the weights of `file` (whose metadata names the architecture).
+    pub fn load(file: &'a ModelFile) -> Result<Self, ModelError> {
+        let gguf = file.gguf();
+        let config = Config::from_gguf(gguf)?;
+        let b = Binder { file: gguf };
+        let (dim, q_dim, kv_dim, ff) = (config.dim, config.q_dim(), config.kv_dim(), config.ff_dim);
+        let embed_tensor = gguf
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let vocab = embed_tensor.n_rows();
+        let embed = b.weights("token_embd.weight", dim, vocab)?;
+        // A file without an output matrix ties the head to the embedding table.
+        let output = if gguf.tensor("output.weight").is_some() {
+            b.weights("output.weight", dim, vocab)?
+        } else {
+            embed
+        };
+        let head = config.head_dim;
+        let layers = (0..config.n_layers)
+            .map(|i| {
+                let n = |s: &str| format!("blk.{i}.{s}");
+                Ok(Layer {
+                    attn_norm: b.vector(&n("attn_norm.weight"), dim)?,
+                    wq: b.weights(&n("attn_q.weight"), dim, q_dim)?,
+                    wk: b.weights(&n("attn_k.weight"), dim, kv_dim)?,
+                    wv: b.weights(&n("attn_v.weight"), dim, kv_dim)?,
+                    wo: b.weights(&n("attn_output.weight"), q_dim, dim)?,
+                    q_bias: b.optional_vector(&n("attn_q.bias"), q_dim)?,
+                    k_bias: b.optional_vector(&n("attn_k.bias"), kv_dim)?,
+                    v_bias: b.optional_vector(&n("attn_v.bias"), kv_dim)?,
+                    q_norm: b.optional_vector(&n("attn_q_norm.weight"), head)?,
+                    k_norm: b.optional_vector(&n("attn_k_norm.weight"), head)?,
+                    post_attn_norm: b.optional_vector(&n("post_attention_norm.weight"), dim)?,
+                    ffn_norm: b.vector(&n("ffn_norm.weight"), dim)?,
+                    gate: b.weights(&n("ffn_gate.weight"), dim, ff)?,
+                    up: b.weights(&n("ffn_up.weight"), dim, ff)?,
+                    down: b.weights(&n("ffn_down.weight"), ff, dim)?,
+                    post_ffn_norm: b.optional_vector(&n("post_ffw_norm.weight"), dim)?,
+                })
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(Model {
+            config,
+            embed,
+            layers,
+            out_norm: b.vector("output_norm.weight", dim)?,
+            output,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Vocabulary size (rows of the embedding table).
+    pub fn vocab_size(&self) -> usize {
+        self.embed.n_out
+    }
+
+    /// Type of the output head's weights (shown in stats and used by benchmarks).
+    pub fn output_type(&self) -> GgmlType {
+        self.output.dtype
+    }
+
+    /// A KV cache for `capacity` positions of this model.
+    pub fn new_cache(&self, kind: KvType, capacity: usize) -> Result<KvCache, ModelError> {
+        let c = &self.config;
+        Ok(KvCache::new(
+            kind,
+            c.n_layers,
+            c.n_kv_heads,
+            c.head_dim,
+            capacity,
+        )?)
+    }
+
+    /// Runs `tokens` at positions `first_pos..`, storing their keys and values in `kv`, and returns the logits
+    /// (`[vocab]` for [`Logits::Last`], `[n_tokens, vocab]` for [`Logits::All`]).
+    pub fn forward<'s>(
+        &self,
+        isa: Isa,
+        tokens: &[u32],
+        first_pos: usize,
+        kv: &mut KvCache,
+        scratch: &'s mut Scratch,
+        logits: Logits,
+    ) -> Result<&'s [f32], ModelError> {
+        let c = &self.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::NoTokens);
+        }
+        if first_pos + n > kv.capacity() {
+            return Err(ModelError::ContextOverflow {
+                needed: first_pos + n,
+                capacity: kv.capacity(),
+            });
+        }
+        let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
+        let x = sized(&mut scratch.x, n * dim);
+        for (t, &token) in tokens.iter().enumerate() {
+            if token as usize >= self.embed.n_out {
+                return Err(ModelError::BadToken(token));
+            }
+            self.embed
+                .dequantize_row(token as usize, &mut x[t * dim..][..dim])?;
+        }
+        if c.arch == Arch::Gemma3 {
+            act::scale(x, (dim as f32).sqrt());
+        }
+        let h = sized(&mut scratch.h, n * dim);
+        let q = sized(&mut scratch.q, n * q_dim);
+        let k = sized(&mut scratch.k, n * kv_dim);
+        let v = sized(&mut scratch.v, n * kv_dim);
+        let attn = sized(&mut scratch.attn, n * q_dim);
+        let o = sized(&mut scratch.o, n * dim);
+        let gate = sized(&mut scratch.gate, n * c.ff_dim);
+        let up = sized(&mut scratch.up, n * c.ff_dim);
+        let mm = &mut scratch.matmul;
+        let ffn_act = if c.arch == Arch::Gemma3 {
+            act::gelu_tanh
+        } else {
+            act::silu
+        };
+
+        for (il, layer) in self.layers.iter().enumerate() {
+            let la = &c.layers[il];
+            norm::rms_norm_into(x, &layer.attn_norm, c.eps, h)?;
+            matmul(isa, &layer.wq, h, q, mm)?;
+            matmul(isa, &layer.wk, h, k, mm)?;
+            matmul(isa, &layer.wv, h, v, mm)?;
+            for (buf, bias) in [
+                (&mut *q, &layer.q_bias),
+                (&mut *k, &layer.k_bias),
+                (&mut *v, &layer.v_bias),
+            ] {
+                if let Some(bias) = bias {
+                    for row in buf.chunks_exact_mut(bias.len()) {
+                        act::add_assign(row, bias)?;
+                    }
+                }
+            }
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                norm::rms_norm(q, qn, c.eps)?;
+                norm::rms_norm(k, kn, c.eps)?;
+            }
+            let angles = sized(&mut scratch.angles, la.rope.n_rot);
+            for t in 0..n {
+                la.rope.angles(first_pos + t, angles)?;
+                la.rope.apply(&mut q[t * q_dim..][..q_dim], hd, angles)?;
+                la.rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, angles)?;
+                kv.store(
+                    il,
+                    first_pos + t,
+                    &k[t * kv_dim..][..kv_dim],
+                    &v[t * kv_dim..][..kv_dim],
+                )?;
+            }
+            let params = AttentionParams {
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: hd,
+                scale: c.attn_scale,
+                window: la.window,
+                softcap: None,
+            };
+            attention(&params, q, kv, il, first_pos, attn)?;
+            matmul(isa, &layer.wo, attn, o, mm)?;
+            if let Some(post) = &layer.post_attn_norm {
+                norm::rms_norm(o, post, c.eps)?;
+            }
+            act::add_assign(x, o)?;
+
+            norm::rms_norm_into(x, &layer.ffn_norm, c.eps, h)?;
+            matmul(isa, &layer.gate, h, gate, mm)?;
+            matmul(isa, &layer.up, h, up, mm)?;
+            act::gated(gate, up, ffn_act)?;
+            matmul(isa, &layer.down, gate, o, mm)?;
+            if let Some(post) = &layer.post_ffn_norm {
+                norm::rms_norm(o, post, c.eps)?;
+            }
+            act::add_assign(x, o)?;
+        }
+
+        let rows = match logits {
+            Logits::Last => &mut x[(n - 1) * dim..],
+            Logits::All => &mut x[..],
+        };
+        norm::rms_norm(rows, &self.out_norm, c.eps)?;
+        scratch.logits.truncate(0);
+        let out = sized(&mut scratch.logits, rows.len() / dim * self.output.n_out);
+        matmul(isa, &self.output, rows, out, mm)?;
+        Ok(out)
+    }
+}

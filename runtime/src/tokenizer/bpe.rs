@@ -1,0 +1,205 @@
+//! Byte-level BPE encoding: llama.cpp's special-token partition, then the `tokenizers` crate's regex split, GPT-2 byte
+//! mapping and merges.
+
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{SplitDelimiterBehavior, Tokenizer as HfTokenizer};
+
+use super::{TokenType, TokenizerError};
+
+/// GPT-2's original split pattern.
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+
+/// The pre-tokenizer regexes for `tokenizer.ggml.pre`, as llama.cpp uses them (applied in sequence).
+fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]> {
+    Some(match pre {
+        "qwen2" | "deepseek-r1-qwen" | "stablelm2" => &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        "llama-bpe" | "llama3" | "falcon3" | "pixtral" => &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        "smollm" | "starcoder" | "refact" | "codeshell" => &[r"\p{N}", GPT2],
+        "deepseek-coder" => &[
+            r"[\r\n]",
+            r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+            r"\s?[!-/:-~！-／：-～‘-‟　-。]+",
+            r"\s+$",
+            r"[一-龥ࠀ-一가-퟿]+",
+            r"\p{N}+",
+        ],
+        "gpt-2" | "gpt2" | "default" | "mpt" | "olmo" | "jais" => &[GPT2],
+        _ => return None,
+    })
+}
+
+/// GPT-2 maps each byte to a printable character: bytes that are printable Latin-1 stay themselves, the other 68 map
+/// to U+0100.. in byte order. This inverts that mapping for one token string.
+pub(super) fn unmap_bytes(token: &str) -> Vec<u8> {
+    let printable = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
+    token
+        .chars()
+        .flat_map(|ch| {
+            let c = ch as u32;
+            if printable(c) {
+                vec![c as u8]
+            } else if (0x100..0x100 + 68).contains(&c) {
+                (0u32..=255)
+                    .filter(|&b| !printable(b))
+                    .nth((c - 0x100) as usize)
+                    .map(|b| vec![b as u8])
+                    .unwrap_or_default()
+            } else {
+                // Not a byte-level character (e.g. in an added token): keep its UTF-8.
+                ch.to_string().into_bytes()
+            }
+        })
+        .collect()
+}
+
+/// A special token the partition step looks for.
+#[derive(Debug)]
+struct Special {
+    text: String,
+    id: u32,
+    /// Control and unknown tokens are matched only when special tokens are parsed; user-defined ones always.
+    only_when_parsing: bool,
+}
+
+/// Splits text at special tokens, then BPE-encodes the rest.
+pub(super) struct Encoder {
+    hf: HfTokenizer,
+    specials: Vec<Special>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("specials", &self.specials.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    pub fn new(
+        tokens: &[&str],
+        types: &[TokenType],
+        merges: &[&str],
+        pre: &str,
+    ) -> Result<Self, TokenizerError> {
+        let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| TokenizerError::Unsupported {
+            what: "pre-tokenizer",
+            name: pre.to_owned(),
+        })?;
+        let build =
+            |e: Box<dyn std::error::Error + Send + Sync>| TokenizerError::Build(e.to_string());
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((*t).to_owned(), i as u32))
+            .collect();
+        let merges: Vec<(String, String)> = merges
+            .iter()
+            .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
+            .collect();
+        let model = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(build)?;
+        let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
+        for regex in regexes {
+            let split = Split::new(
+                SplitPattern::Regex((*regex).to_owned()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(build)?;
+            steps.push(split.into());
+        }
+        steps.push(ByteLevel::new(false, false, false).into());
+        let mut hf = HfTokenizer::new(model);
+        hf.with_pre_tokenizer(Some(Sequence::new(steps)));
+
+        let mut specials: Vec<Special> = tokens
+            .iter()
+            .zip(types)
+            .enumerate()
+            .filter(|(_, (_, ty))| {
+                matches!(
+                    ty,
+                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                )
+            })
+            .filter(|(_, (t, _))| !t.is_empty())
+            .map(|(id, (t, ty))| Special {
+                text: (*t).to_owned(),
+                id: id as u32,
+                only_when_parsing: *ty != TokenType::UserDefined,
+            })
+            .collect();
+        // Longest first, as llama.cpp partitions.
+        specials.sort_by_key(|s| std::cmp::Reverse(s.text.len()));
+        Ok(Encoder { hf, specials })
+    }
+
+    pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
+        enum Fragment<'t> {
+            Text(&'t str),
+            Token(u32),
+        }
+        let mut fragments = vec![Fragment::Text(text)];
+        for special in self
+            .specials
+            .iter()
+            .filter(|s| parse_special || !s.only_when_parsing)
+        {
+            let mut next = Vec::with_capacity(fragments.len());
+            for fragment in fragments {
+                let Fragment::Text(mut rest) = fragment else {
+                    next.push(fragment);
+                    continue;
+                };
+                while let Some(at) = rest.find(&special.text) {
+                    if at > 0 {
+                        next.push(Fragment::Text(&rest[..at]));
+                    }
+                    next.push(Fragment::Token(special.id));
+                    rest = &rest[at + special.text.len()..];
+                }
+                if !rest.is_empty() {
+                    next.push(Fragment::Text(rest));
+                }
+            }
+            fragments = next;
+        }
+        let mut ids = Vec::new();
+        for fragment in fragments {
+            match fragment {
+                Fragment::Token(id) => ids.push(id),
+                // Encoding plain text with this pipeline cannot fail (every byte maps to a vocabulary character).
+                Fragment::Text(t) => ids.extend(
+                    self.hf
+                        .encode(t, false)
+                        .map(|e| e.get_ids().to_vec())
+                        .unwrap_or_default(),
+                ),
+            }
+        }
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_mapping_inverts_gpt2s() {
+        assert_eq!(unmap_bytes("Ġhello"), b" hello");
+        assert_eq!(unmap_bytes("ĊĠ"), b"\n ");
+        assert_eq!(unmap_bytes("Ã©"), "é".as_bytes());
+    }
+}
