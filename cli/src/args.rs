@@ -1,5 +1,6 @@
 //! Arguments shared by several commands.
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -20,5 +21,17 @@ impl ModelArg {
     /// The model's file, pulling it into the store first if it is a known model that is not there yet.
     pub fn resolve(&self) -> anyhow::Result<PathBuf> {
         Ok(Store::from_env()?.resolve(&self.model, &mut Bars::default())?)
+    }
+}
+
+/// The text of a `-p/--prompt` argument: its value, or standard input when it is `-` or absent.
+pub fn prompt_text(arg: Option<&str>) -> anyhow::Result<String> {
+    match arg {
+        Some("-") | None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            Ok(text)
+        }
+        Some(text) => Ok(text.to_owned()),
     }
 }

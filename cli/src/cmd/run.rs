@@ -1,6 +1,6 @@
 //! `hearth run`: one-shot generation, streamed to stdout. Flags mirror llama.cpp's where they mean the same.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -13,7 +13,7 @@ use hearth_runtime::template::{ChatTemplate, Message};
 use hearth_runtime::tokenizer::{StreamDecoder, Tokenizer};
 use hearth_runtime::{ModelFile, set_threads};
 
-use crate::args::ModelArg;
+use crate::args::{ModelArg, prompt_text};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -73,14 +73,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         set_threads(t).map_err(|e| anyhow::anyhow!("cannot set {t} threads: {e}"))?;
     }
-    let prompt = match args.prompt.as_deref() {
-        Some("-") | None => {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
-            s
-        }
-        Some(p) => p.to_owned(),
-    };
+    let prompt = prompt_text(args.prompt.as_deref())?;
     let file = ModelFile::open(args.model.resolve()?)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = Model::load(&file).context("loading the model")?;

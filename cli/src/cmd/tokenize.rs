@@ -1,12 +1,10 @@
 //! `hearth tokenize`: the token ids (and pieces) of a text, as the model's tokenizer splits it.
 
-use std::io::Read;
-
 use clap::Args;
 use hearth_runtime::ModelFile;
 use hearth_runtime::tokenizer::Tokenizer;
 
-use crate::args::ModelArg;
+use crate::args::{ModelArg, prompt_text};
 
 #[derive(Debug, Args)]
 pub struct TokenizeArgs {
@@ -27,14 +25,7 @@ pub struct TokenizeArgs {
 }
 
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
-    let text = match args.prompt.as_deref() {
-        Some("-") | None => {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
-            s
-        }
-        Some(t) => t.to_owned(),
-    };
+    let text = prompt_text(args.prompt.as_deref())?;
     let file = ModelFile::open(args.model.resolve()?)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let ids = tokenizer.encode(&text, !args.no_bos, !args.no_parse_special);

@@ -1,8 +1,10 @@
 //! Shared pieces of the K-quant formats: GGML's rounding, the scale searches its reference quantizers use, and the
-//! 6-bit scale/min packing of Q4_K and Q5_K.
+//! 6-bit scale/min packing of Q4_K and Q5_K with the arithmetic those two formats share.
 //!
 //! The arithmetic is written in the same order as the reference so results are bit-identical (Rust never fuses
 //! multiply-adds on its own).
+
+use super::BlockQ8_K;
 
 /// Elements per K-quant super-block.
 pub(crate) const QK_K: usize = 256;
@@ -230,6 +232,55 @@ pub(super) fn quantize_scale_min_superblock(
         }
     }
     (d, dmin, pack_scale_mins(&scales, &mins), levels)
+}
+
+/// Q4_K/Q5_K values from their levels: `d·sc_j · q_i - dmin·m_j` for element `i` of sub-block `j`.
+pub(super) fn dequantize_scale_min(
+    d: half::f16,
+    dmin: half::f16,
+    packed: &[u8; 12],
+    levels: &[u8; QK_K],
+    out: &mut [f32],
+) {
+    let (scales, mins) = unpack_scale_mins(packed);
+    let (d, dmin) = (d.to_f32(), dmin.to_f32());
+    for j in 0..8 {
+        let (sub_d, sub_m) = (d * scales[j] as f32, dmin * mins[j] as f32);
+        for i in 32 * j..32 * j + 32 {
+            out[i] = sub_d * levels[i] as f32 - sub_m;
+        }
+    }
+}
+
+/// Σ_j mins[j] · (sum of activation sub-block j): the minimum term of a Q4_K/Q5_K dot product.
+#[inline]
+pub(crate) fn min_term(mins: &[u8; 8], a: &BlockQ8_K) -> i32 {
+    (0..8)
+        .map(|j| i32::from(mins[j]) * (i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])))
+        .sum()
+}
+
+/// Q4_K/Q5_K dot product of one block with a Q8_K block, from the levels: `d·da Σ_j sc_j Σ_{i∈j} q_i a_i`
+/// minus `dmin·da Σ_j m_j (sum of a over j)`, the activation sums coming from `bsums`.
+pub(super) fn dot_scale_min(
+    d: half::f16,
+    dmin: half::f16,
+    packed: &[u8; 12],
+    levels: &[u8; QK_K],
+    a: &BlockQ8_K,
+) -> f32 {
+    let (scales, mins) = unpack_scale_mins(packed);
+    let sum_q: i32 = scales
+        .iter()
+        .enumerate()
+        .map(|(j, &sc)| {
+            let sub: i32 = (32 * j..32 * j + 32)
+                .map(|i| levels[i] as i32 * a.qs[i] as i32)
+                .sum();
+            sc as i32 * sub
+        })
+        .sum();
+    d.to_f32() * a.d * sum_q as f32 - dmin.to_f32() * a.d * min_term(&mins, a) as f32
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! writes are interchangeable with llama.cpp's and dequantization is bit-exact with gguf-py's.
 
 pub(crate) mod kquant;
+mod legacy;
 mod plain;
 mod q4_0;
 mod q4_1;

@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::legacy::{dequantize_symmetric, dot_symmetric, signed_absmax};
 use super::{BlockQ8_0, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -35,23 +36,14 @@ impl QuantBlock for BlockQ4_0 {
     const DTYPE: GgmlType = GgmlType::Q4_0;
 
     fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for (o, q) in out.iter_mut().zip(self.levels()) {
-            *o = d * q as f32;
-        }
+        dequantize_symmetric(self.d, &self.levels(), out);
     }
 }
 
 impl Quantize for BlockQ4_0 {
     /// `d = -max / 8` where `max` is the value of largest magnitude (so it maps to level 0, i.e. -8).
     fn quantize(x: &[f32]) -> Self {
-        let (mut amax, mut max) = (0.0f32, 0.0f32);
-        for &v in &x[..32] {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = signed_absmax(&x[..32]);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         // C converts to int8_t (truncating toward zero) before clamping to 15.
@@ -69,15 +61,7 @@ impl WeightBlock for BlockQ4_0 {
     fn vec_dot_ref(w: &[Self], a: &[BlockQ8_0]) -> f32 {
         w.iter()
             .zip(a)
-            .map(|(w, a)| {
-                let sum: i32 = w
-                    .levels()
-                    .iter()
-                    .zip(&a.qs)
-                    .map(|(&x, &y)| x as i32 * y as i32)
-                    .sum();
-                sum as f32 * (w.d.to_f32() * a.d.to_f32())
-            })
+            .map(|(w, a)| dot_symmetric(w.d, &w.levels(), a))
             .sum()
     }
 }

@@ -3,6 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::legacy::{dequantize_with_min, dot_with_min, min_max};
 use super::{BlockQ8_0, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -38,21 +39,14 @@ impl QuantBlock for BlockQ4_1 {
     const DTYPE: GgmlType = GgmlType::Q4_1;
 
     fn dequantize(&self, out: &mut [f32]) {
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        for (o, q) in out.iter_mut().zip(self.levels()) {
-            *o = d * q as f32 + m;
-        }
+        dequantize_with_min(self.d, self.m, &self.levels(), out);
     }
 }
 
 impl Quantize for BlockQ4_1 {
     /// `m = min(x)`, `d = (max - min) / 15`.
     fn quantize(x: &[f32]) -> Self {
-        let (mut min, mut max) = (f32::MAX, -f32::MAX);
-        for &v in &x[..32] {
-            min = if v < min { v } else { min };
-            max = if v > max { v } else { max };
-        }
+        let (min, max) = min_max(&x[..32]);
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let level = |v: f32| (((v - min) * id + 0.5) as i8 as u8).min(15);
@@ -71,17 +65,7 @@ impl WeightBlock for BlockQ4_1 {
     fn vec_dot_ref(w: &[Self], a: &[BlockQ8_0]) -> f32 {
         w.iter()
             .zip(a)
-            .map(|(w, a)| {
-                let dot: i32 = w
-                    .levels()
-                    .iter()
-                    .zip(&a.qs)
-                    .map(|(&x, &y)| x as i32 * y as i32)
-                    .sum();
-                let sum_a: i32 = a.qs.iter().map(|&y| y as i32).sum();
-                let da = a.d.to_f32();
-                dot as f32 * (w.d.to_f32() * da) + sum_a as f32 * (w.m.to_f32() * da)
-            })
+            .map(|(w, a)| dot_with_min(w.d, w.m, &w.levels(), a))
             .sum()
     }
 }

@@ -7,7 +7,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::kquant::{QK_K, quantize_scale_min_superblock, unpack_scale_mins};
+use super::kquant::{QK_K, dequantize_scale_min, dot_scale_min, quantize_scale_min_superblock};
 use super::{BlockQ8_K, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -42,15 +42,7 @@ impl QuantBlock for BlockQ4_K {
     const DTYPE: GgmlType = GgmlType::Q4_K;
 
     fn dequantize(&self, out: &mut [f32]) {
-        let (scales, mins) = unpack_scale_mins(&self.scales);
-        let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
-        let levels = self.levels();
-        for j in 0..8 {
-            let (sub_d, sub_m) = (d * scales[j] as f32, dmin * mins[j] as f32);
-            for i in 32 * j..32 * j + 32 {
-                out[i] = sub_d * levels[i] as f32 - sub_m;
-            }
-        }
+        dequantize_scale_min(self.d, self.dmin, &self.scales, &self.levels(), out);
     }
 }
 
@@ -70,32 +62,13 @@ impl Quantize for BlockQ4_K {
     }
 }
 
-/// `Σ_j sc_j Σ_{i∈j} q_i a_i` and `Σ_j m_j (bsums of j)` for a Q4_K/Q5_K block: the two integer sums of their dot.
-#[inline]
-pub(super) fn scale_min_sums(levels: &[u8; QK_K], packed: &[u8; 12], a: &BlockQ8_K) -> (i32, i32) {
-    let (scales, mins) = unpack_scale_mins(packed);
-    let mut sum_q = 0i32;
-    let mut sum_m = 0i32;
-    for j in 0..8 {
-        let sub: i32 = (32 * j..32 * j + 32)
-            .map(|i| levels[i] as i32 * a.qs[i] as i32)
-            .sum();
-        sum_q += scales[j] as i32 * sub;
-        sum_m += mins[j] as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
-    }
-    (sum_q, sum_m)
-}
-
 impl WeightBlock for BlockQ4_K {
     type Act = BlockQ8_K;
 
     fn vec_dot_ref(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         w.iter()
             .zip(a)
-            .map(|(w, a)| {
-                let (sum_q, sum_m) = scale_min_sums(&w.levels(), &w.scales, a);
-                w.d.to_f32() * a.d * sum_q as f32 - w.dmin.to_f32() * a.d * sum_m as f32
-            })
+            .map(|(w, a)| dot_scale_min(w.d, w.dmin, &w.scales, &w.levels(), a))
             .sum()
     }
 }

@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::legacy::{dequantize_symmetric, dot_symmetric, signed_absmax};
 use super::{BlockQ8_0, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -53,23 +54,14 @@ impl QuantBlock for BlockQ5_0 {
     const DTYPE: GgmlType = GgmlType::Q5_0;
 
     fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for (o, q) in out.iter_mut().zip(self.levels()) {
-            *o = d * q as f32;
-        }
+        dequantize_symmetric(self.d, &self.levels(), out);
     }
 }
 
 impl Quantize for BlockQ5_0 {
     /// `d = -max / 16` where `max` is the value of largest magnitude.
     fn quantize(x: &[f32]) -> Self {
-        let (mut amax, mut max) = (0.0f32, 0.0f32);
-        for &v in &x[..32] {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = signed_absmax(&x[..32]);
         let d = max / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let levels: [u8; 32] = core::array::from_fn(|i| ((x[i] * id + 16.5) as i8 as u8).min(31));
@@ -88,15 +80,7 @@ impl WeightBlock for BlockQ5_0 {
     fn vec_dot_ref(w: &[Self], a: &[BlockQ8_0]) -> f32 {
         w.iter()
             .zip(a)
-            .map(|(w, a)| {
-                let sum: i32 = w
-                    .levels()
-                    .iter()
-                    .zip(&a.qs)
-                    .map(|(&x, &y)| x as i32 * y as i32)
-                    .sum();
-                sum as f32 * (w.d.to_f32() * a.d.to_f32())
-            })
+            .map(|(w, a)| dot_symmetric(w.d, &w.levels(), a))
             .sum()
     }
 }

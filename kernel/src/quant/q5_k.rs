@@ -4,8 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::kquant::{QK_K, quantize_scale_min_superblock, unpack_scale_mins};
-use super::q4_k::scale_min_sums;
+use super::kquant::{QK_K, dequantize_scale_min, dot_scale_min, quantize_scale_min_superblock};
 use super::{BlockQ8_K, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -43,15 +42,7 @@ impl QuantBlock for BlockQ5_K {
     const DTYPE: GgmlType = GgmlType::Q5_K;
 
     fn dequantize(&self, out: &mut [f32]) {
-        let (scales, mins) = unpack_scale_mins(&self.scales);
-        let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
-        let levels = self.levels();
-        for j in 0..8 {
-            let (sub_d, sub_m) = (d * scales[j] as f32, dmin * mins[j] as f32);
-            for i in 32 * j..32 * j + 32 {
-                out[i] = sub_d * levels[i] as f32 - sub_m;
-            }
-        }
+        dequantize_scale_min(self.d, self.dmin, &self.scales, &self.levels(), out);
     }
 }
 
@@ -80,10 +71,7 @@ impl WeightBlock for BlockQ5_K {
     fn vec_dot_ref(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         w.iter()
             .zip(a)
-            .map(|(w, a)| {
-                let (sum_q, sum_m) = scale_min_sums(&w.levels(), &w.scales, a);
-                w.d.to_f32() * a.d * sum_q as f32 - w.dmin.to_f32() * a.d * sum_m as f32
-            })
+            .map(|(w, a)| dot_scale_min(w.d, w.dmin, &w.scales, &w.levels(), a))
             .sum()
     }
 }

@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::legacy::{dequantize_symmetric, dot_symmetric};
 use super::{QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -23,10 +24,7 @@ impl QuantBlock for BlockQ8_0 {
     const DTYPE: GgmlType = GgmlType::Q8_0;
 
     fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for (o, &q) in out.iter_mut().zip(&self.qs) {
-            *o = q as f32 * d;
-        }
+        dequantize_symmetric(self.d, &self.qs, out);
     }
 }
 
@@ -51,14 +49,7 @@ impl WeightBlock for BlockQ8_0 {
     fn vec_dot_ref(w: &[Self], a: &[Self::Act]) -> f32 {
         w.iter()
             .zip(a)
-            .map(|(w, a)| {
-                let sum: i32 =
-                    w.qs.iter()
-                        .zip(&a.qs)
-                        .map(|(&x, &y)| x as i32 * y as i32)
-                        .sum();
-                sum as f32 * (w.d.to_f32() * a.d.to_f32())
-            })
+            .map(|(w, a)| dot_symmetric(w.d, &w.qs, a))
             .sum()
     }
 }

@@ -6,6 +6,39 @@
 //! were detected; `#[target_feature]` kernels are reachable only through a token, which is what makes calling them
 //! sound.
 
+/// The safe entry points of one ISA's kernels. Invoked inside an ISA module with its token type, it defines
+/// `dot_q8_0(token, w, a)` … `dot_q6_k(…)`, each calling that module's `#[target_feature]` kernel of the matching name;
+/// the token is the proof that the call is sound.
+macro_rules! entry_points {
+    ($token:ty) => {
+        entry_points!(@each $token;
+            /// Q8_0 · Q8_0.
+            dot_q8_0 => q8_0(BlockQ8_0, BlockQ8_0);
+            /// Q4_0 · Q8_0.
+            dot_q4_0 => q4_0(BlockQ4_0, BlockQ8_0);
+            /// Q4_1 · Q8_0.
+            dot_q4_1 => q4_1(BlockQ4_1, BlockQ8_0);
+            /// Q5_0 · Q8_0.
+            dot_q5_0 => q5_0(BlockQ5_0, BlockQ8_0);
+            /// Q5_1 · Q8_0.
+            dot_q5_1 => q5_1(BlockQ5_1, BlockQ8_0);
+            /// Q4_K · Q8_K.
+            dot_q4_k => q4_k(BlockQ4_K, BlockQ8_K);
+            /// Q5_K · Q8_K.
+            dot_q5_k => q5_k(BlockQ5_K, BlockQ8_K);
+            /// Q6_K · Q8_K.
+            dot_q6_k => q6_k(BlockQ6_K, BlockQ8_K);
+        );
+    };
+    (@each $token:ty; $($(#[$doc:meta])* $name:ident => $kernel:ident($w:ty, $a:ty);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(_: $token, w: &[$w], a: &[$a]) -> f32 {
+            // SAFETY: a token exists only after the CPU features its kernels are compiled for were detected.
+            unsafe { $kernel(w, a) }
+        }
+    )*};
+}
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(hearth_x86_simd)]

@@ -7,40 +7,13 @@
 use core::arch::aarch64::*;
 
 use super::Neon;
-use crate::quant::kquant::unpack_scale_mins;
+use crate::quant::kquant::{min_term, unpack_scale_mins};
 use crate::quant::{
     BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
     BlockQ8_K,
 };
 
-macro_rules! entry_points {
-    ($($(#[$doc:meta])* $name:ident => $kernel:ident($w:ty, $a:ty);)*) => {$(
-        $(#[$doc])*
-        pub fn $name(_: Neon, w: &[$w], a: &[$a]) -> f32 {
-            // SAFETY: a `Neon` token exists only after NEON was detected on this CPU.
-            unsafe { $kernel(w, a) }
-        }
-    )*};
-}
-
-entry_points! {
-    /// Q8_0 · Q8_0.
-    dot_q8_0 => q8_0(BlockQ8_0, BlockQ8_0);
-    /// Q4_0 · Q8_0.
-    dot_q4_0 => q4_0(BlockQ4_0, BlockQ8_0);
-    /// Q4_1 · Q8_0.
-    dot_q4_1 => q4_1(BlockQ4_1, BlockQ8_0);
-    /// Q5_0 · Q8_0.
-    dot_q5_0 => q5_0(BlockQ5_0, BlockQ8_0);
-    /// Q5_1 · Q8_0.
-    dot_q5_1 => q5_1(BlockQ5_1, BlockQ8_0);
-    /// Q4_K · Q8_K.
-    dot_q4_k => q4_k(BlockQ4_K, BlockQ8_K);
-    /// Q5_K · Q8_K.
-    dot_q5_k => q5_k(BlockQ5_K, BlockQ8_K);
-    /// Q6_K · Q8_K.
-    dot_q6_k => q6_k(BlockQ6_K, BlockQ8_K);
-}
+entry_points!(Neon);
 
 #[inline]
 #[target_feature(enable = "neon")]
@@ -179,14 +152,6 @@ fn q5_1(w: &[BlockQ5_1], a: &[BlockQ8_0]) -> f32 {
         );
     }
     acc
-}
-
-/// Σ_j mins[j] · (sum of activation sub-block j): the minimum term of Q4_K/Q5_K.
-#[inline]
-fn min_term(mins: &[u8; 8], a: &BlockQ8_K) -> i32 {
-    (0..8)
-        .map(|j| i32::from(mins[j]) * (i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])))
-        .sum()
 }
 
 /// Q4_K and Q5_K differ only in how sub-block `j`'s 32 levels are formed; `levels(j)` returns them as two halves.
