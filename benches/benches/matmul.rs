@@ -13,13 +13,7 @@ use hearth_kernel::quant;
 use hearth_kernel::simd::Isa;
 
 /// (n_out, n_in): attention q/o, k/v, ffn gate/up, ffn down, output head.
-const SHAPES: [(usize, usize); 5] = [
-    (1536, 1536),
-    (256, 1536),
-    (8960, 1536),
-    (1536, 8960),
-    (151_936, 1536),
-];
+const SHAPES: [(usize, usize); 5] = [(1536, 1536), (256, 1536), (8960, 1536), (1536, 8960), (151_936, 1536)];
 const TYPES: [GgmlType; 6] = [
     GgmlType::Q4_K,
     GgmlType::Q6_K,
@@ -32,11 +26,7 @@ const PREFILL_TOKENS: usize = 512;
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
-        .map(|i| {
-            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
-                / (1 << 24) as f32
-                - 0.5
-        })
+        .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5)
         .collect()
 }
 
@@ -49,11 +39,7 @@ fn bench(c: &mut Criterion) {
             quant::quantize(dtype, &values(n_out * n_in, 1), &mut bytes).unwrap();
             let w = Weights::new(dtype, n_in, n_out, &bytes).unwrap();
             // The output head only ever runs for the last token, so it has no prefill case.
-            let token_counts: &[usize] = if n_out > 100_000 {
-                &[1]
-            } else {
-                &[1, PREFILL_TOKENS]
-            };
+            let token_counts: &[usize] = if n_out > 100_000 { &[1] } else { &[1, PREFILL_TOKENS] };
             for &n_tokens in token_counts {
                 let x = values(n_tokens * n_in, 2);
                 let mut out = vec![0f32; n_tokens * n_out];
@@ -64,11 +50,8 @@ fn bench(c: &mut Criterion) {
                     Throughput::Elements((n_out * n_in * n_tokens) as u64)
                 });
                 for isa in Isa::available() {
-                    let id =
-                        BenchmarkId::new(format!("{isa}/t{n_tokens}"), format!("{n_out}x{n_in}"));
-                    group.bench_function(id, |b| {
-                        b.iter(|| matmul(isa, &w, &x, &mut out, &mut scratch).unwrap())
-                    });
+                    let id = BenchmarkId::new(format!("{isa}/t{n_tokens}"), format!("{n_out}x{n_in}"));
+                    group.bench_function(id, |b| b.iter(|| matmul(isa, &w, &x, &mut out, &mut scratch).unwrap()));
                 }
             }
         }

@@ -11,7 +11,5 @@ use hearth_runtime::{NoProgress, Store};
 /// store's message when it cannot be had: a bench without its input has nothing to measure.
 pub fn bench_model(name: &str) -> PathBuf {
     let store = Store::from_env().unwrap_or_else(|e| panic!("{e}"));
-    store
-        .resolve(name, &mut NoProgress)
-        .unwrap_or_else(|e| panic!("{e}"))
+    store.resolve(name, &mut NoProgress).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -18,8 +18,7 @@ impl Progress for Bars {
         };
         let bar = match total {
             Some(total) => ProgressBar::new(total).with_style(
-                ProgressStyle::with_template(&format!("{{msg}} [{{bar:30}}] {counts}"))
-                    .expect("valid template"),
+                ProgressStyle::with_template(&format!("{{msg}} [{{bar:30}}] {counts}")).expect("valid template"),
             ),
             None => ProgressBar::new_spinner(),
         };

@@ -21,8 +21,7 @@ fn hearth_json(args: &[&str]) -> Value {
 }
 
 fn golden(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../testdata/golden/{name}.gguf-py.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../testdata/golden/{name}.gguf-py.json"));
     serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("golden JSON")
 }
 
@@ -107,13 +106,12 @@ fn bad_model_arguments_are_clear_errors() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("unknown model 'no-such-model'")
-            && stderr.contains("qwen2.5-coder-1.5b-instruct"),
+        stderr.contains("unknown model 'no-such-model'") && stderr.contains("qwen2.5-coder-1.5b-instruct"),
         "{stderr}"
     );
 
-    let malformed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/gguf/malformed/overlapping_tensors.gguf");
+    let malformed =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/gguf/malformed/overlapping_tensors.gguf");
     let out = run(&["inspect", "-m", malformed.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

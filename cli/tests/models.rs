@@ -11,20 +11,12 @@ fn hearth(home: &std::path::Path) -> Command {
 #[test]
 fn list_shows_every_known_model_and_the_default() {
     let home = tempfile::tempdir().unwrap();
-    let out = hearth(home.path())
-        .args(["models", "list"])
-        .output()
-        .unwrap();
+    let out = hearth(home.path()).args(["models", "list"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for name in [
-        "qwen2.5-coder-1.5b-instruct",
-        "smollm2-135m-instruct",
-        "gemma-3-270m",
-    ] {
+    for name in ["qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "gemma-3-270m"] {
         assert!(
-            text.lines()
-                .any(|l| l.starts_with(name) && l.contains("not pulled")),
+            text.lines().any(|l| l.starts_with(name) && l.contains("not pulled")),
             "{name}: {text}"
         );
     }
@@ -40,10 +32,7 @@ fn path_of_a_model_not_pulled_says_how_to_pull_it() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("hearth models pull gemma-3-270m"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("hearth models pull gemma-3-270m"), "{stderr}");
 }
 
 #[test]
@@ -62,10 +51,5 @@ fn pulling_without_python_explains_what_to_install() {
         "{stderr}"
     );
     // Nothing half-made is left in the store.
-    assert!(
-        !home
-            .path()
-            .join("models/smollm2-135m-instruct.gguf")
-            .exists()
-    );
+    assert!(!home.path().join("models/smollm2-135m-instruct.gguf").exists());
 }

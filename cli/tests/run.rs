@@ -35,10 +35,7 @@ fn answer_matches_llama_cpp() {
     assert!(ok, "{stderr}");
     // Generation stops at the end-of-turn token, so the answer is all there is.
     assert_eq!(stdout.trim_end(), expected, "stderr: {stderr}");
-    assert!(
-        stderr.contains("prompt") && stderr.contains("t/s"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("prompt") && stderr.contains("t/s"), "{stderr}");
 }
 
 #[test]
@@ -71,14 +68,7 @@ fn chat_prompt_tokens_match_llama_cpp() {
     let golden: serde_json::Value =
         serde_json::from_str(include_str!("../../testdata/golden/kernel-example.json")).unwrap();
     let prompt = golden["prompt"].as_str().unwrap();
-    let (ok, stdout, stderr) = hearth(&[
-        "tokenize",
-        "-m",
-        "smollm2-135m-instruct",
-        "-p",
-        prompt,
-        "--ids",
-    ]);
+    let (ok, stdout, stderr) = hearth(&["tokenize", "-m", "smollm2-135m-instruct", "-p", prompt, "--ids"]);
     assert!(ok, "{stderr}");
     let ids: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(ids, golden["prompt_ids"]);

@@ -38,15 +38,9 @@ struct Config {
 
 impl Config {
     fn read(file: &Gguf<'_>) -> Result<Self> {
-        let arch = file
-            .get("general.architecture")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
+        let arch = file.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
         if arch != "llama" {
-            return Err(format!(
-                "this example runs llama-architecture models; the file is '{arch}'"
-            )
-            .into());
+            return Err(format!("this example runs llama-architecture models; the file is '{arch}'").into());
         }
         let int = |key: &str| -> Result<usize> {
             let v = file
@@ -146,13 +140,7 @@ impl<'a> Model<'a> {
     }
 
     /// Runs `tokens` at positions `first_pos..` and returns the logits of the last one.
-    fn forward(
-        &self,
-        tokens: &[u32],
-        first_pos: usize,
-        kv: &mut KvCache,
-        isa: Isa,
-    ) -> Result<Vec<f32>> {
+    fn forward(&self, tokens: &[u32], first_pos: usize, kv: &mut KvCache, isa: Isa) -> Result<Vec<f32>> {
         let c = &self.config;
         let (n, hd) = (tokens.len(), c.head_dim());
         let kv_dim = c.n_kv_heads * hd;
@@ -178,6 +166,8 @@ impl<'a> Model<'a> {
             scale: 1.0 / (hd as f32).sqrt(),
             window: None,
             softcap: None,
+            // Mirror llama.cpp's default attention arithmetic, so greedy outputs match it.
+            f16_accumulator: true,
         };
         for (li, layer) in self.layers.iter().enumerate() {
             norm::rms_norm_into(&x, &layer.attn_norm, c.eps, &mut h)?;
@@ -224,12 +214,8 @@ fn token_text(piece: &str) -> String {
                 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff => c as u8,
                 0x100..=0x143 => {
                     // The 68 bytes that are not printable, in order, were shifted to U+0100...
-                    let unprintable = (0u32..=255)
-                        .filter(|b| !matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff));
-                    unprintable
-                        .clone()
-                        .nth((c - 0x100) as usize)
-                        .unwrap_or(b'?' as u32) as u8
+                    let unprintable = (0u32..=255).filter(|b| !matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff));
+                    unprintable.clone().nth((c - 0x100) as usize).unwrap_or(b'?' as u32) as u8
                 }
                 _ => b'?',
             }
@@ -239,12 +225,7 @@ fn token_text(piece: &str) -> String {
 }
 
 /// Greedy generation: the ids of `n_generate` tokens after `prompt`, and their text.
-pub fn generate(
-    path: &str,
-    prompt: &[u32],
-    n_generate: usize,
-    isa: Isa,
-) -> Result<(Vec<u32>, String)> {
+pub fn generate(path: &str, prompt: &[u32], n_generate: usize, isa: Isa) -> Result<(Vec<u32>, String)> {
     if prompt.is_empty() {
         return Err("give at least one prompt token id".into());
     }
@@ -254,11 +235,7 @@ pub fn generate(
     let gguf = Gguf::parse(&map)?;
     let model = Model::bind(&gguf)?;
     if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= model.embed.n_out) {
-        return Err(format!(
-            "token id {bad} is outside the vocabulary of {}",
-            model.embed.n_out
-        )
-        .into());
+        return Err(format!("token id {bad} is outside the vocabulary of {}", model.embed.n_out).into());
     }
     let c = &model.config;
     let mut kv = KvCache::new(
@@ -299,11 +276,7 @@ pub fn generate(
     };
     let text = generated
         .iter()
-        .map(|&t| {
-            vocab
-                .get(t as usize)
-                .map_or(String::new(), |p| token_text(p))
-        })
+        .map(|&t| vocab.get(t as usize).map_or(String::new(), |p| token_text(p)))
         .collect();
     Ok((generated, text))
 }
@@ -311,9 +284,7 @@ pub fn generate(
 #[allow(dead_code)] // unused where tests include this file for `generate`
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .ok_or("usage: embed MODEL.gguf [-n TOKENS] TOKEN_ID...")?;
+    let path = args.next().ok_or("usage: embed MODEL.gguf [-n TOKENS] TOKEN_ID...")?;
     let mut n_generate = 16;
     let mut prompt = Vec::new();
     while let Some(arg) = args.next() {
@@ -324,10 +295,7 @@ fn main() -> Result<()> {
         }
     }
     let (ids, text) = generate(&path, &prompt, n_generate, Isa::selected())?;
-    println!(
-        "{}",
-        ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
-    );
+    println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
     println!("{text}");
     Ok(())
 }

@@ -126,10 +126,7 @@ impl GgmlType {
 
     /// The type named `name` (GGML spelling, ASCII case-insensitive: `q4_k` finds `Q4_K`).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Bytes taken by `n_elems` elements, or `None` when `n_elems` is not a whole number of blocks or the size

@@ -4,9 +4,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use hearth_kernel::GgmlType;
-use hearth_kernel::gguf::{
-    ArrayBuf, Gguf, GgufWriter, MetadataEntry, TensorSpec, Value, ValueType,
-};
+use hearth_kernel::gguf::{ArrayBuf, Gguf, GgufWriter, MetadataEntry, TensorSpec, Value, ValueType};
 
 fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/gguf")
@@ -109,8 +107,7 @@ fn sample_file() -> Vec<u8> {
     ];
     let mut writer = GgufWriter::new(Vec::new(), &metadata, &specs).unwrap();
     for (i, spec) in specs.iter().enumerate() {
-        let n: usize =
-            spec.ne.iter().product::<usize>() / spec.dtype.block_len() * spec.dtype.block_bytes();
+        let n: usize = spec.ne.iter().product::<usize>() / spec.dtype.block_len() * spec.dtype.block_bytes();
         writer.write_tensor(&vec![i as u8 + 1; n]).unwrap();
     }
     writer.finish().unwrap()
@@ -128,22 +125,13 @@ fn writer_output_parses_back_to_the_same_content() {
     assert_eq!(file.get("t.i8"), Some(Value::I8(-100)));
     assert_eq!(file.get("t.u16"), Some(Value::U16(60000)));
     assert_eq!(file.get("t.i16"), Some(Value::I16(-30000)));
-    assert_eq!(
-        file.get("t.u32").and_then(|v| v.as_u64()),
-        Some(4_000_000_000)
-    );
-    assert_eq!(
-        file.get("t.i32").and_then(|v| v.as_i64()),
-        Some(-2_000_000_000)
-    );
+    assert_eq!(file.get("t.u32").and_then(|v| v.as_u64()), Some(4_000_000_000));
+    assert_eq!(file.get("t.i32").and_then(|v| v.as_i64()), Some(-2_000_000_000));
     assert_eq!(file.get("t.f32"), Some(Value::F32(1e-5)));
     assert_eq!(file.get("t.bool").and_then(|v| v.as_bool()), Some(true));
     assert_eq!(file.get("t.u64").and_then(|v| v.as_u64()), Some(u64::MAX));
     assert_eq!(file.get("t.i64").and_then(|v| v.as_i64()), Some(i64::MIN));
-    assert_eq!(
-        file.get("t.f64").and_then(|v| v.as_f64()),
-        Some(std::f64::consts::PI)
-    );
+    assert_eq!(file.get("t.f64").and_then(|v| v.as_f64()), Some(std::f64::consts::PI));
 
     let tokens = file.get("t.tokens").and_then(|v| v.as_array()).unwrap();
     assert_eq!(tokens.elem_type(), ValueType::String);
@@ -154,13 +142,7 @@ fn writer_output_parses_back_to_the_same_content() {
     let nested = file.get("t.nested").and_then(|v| v.as_array()).unwrap();
     let inner: Vec<Vec<u64>> = nested
         .iter()
-        .map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap())
-                .collect()
-        })
+        .map(|v| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect())
         .collect();
     assert_eq!(inner, [vec![1, 2, 3], vec![]]);
     let flags: Vec<bool> = file
@@ -299,10 +281,7 @@ fn every_malformed_corpus_file_gets_its_own_clear_error() {
         .collect();
     present.sort();
     listed.sort();
-    assert_eq!(
-        present, listed,
-        "every corpus file must be listed in expected.tsv"
-    );
+    assert_eq!(present, listed, "every corpus file must be listed in expected.tsv");
     assert!(listed.len() >= 25);
 }
 

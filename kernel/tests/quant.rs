@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use bytemuck::Zeroable;
 use hearth_kernel::GgmlType;
 use hearth_kernel::quant::{
-    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
-    QuantBlock, Quantize, WeightBlock,
+    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QuantBlock, Quantize,
+    WeightBlock,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -45,11 +45,7 @@ fn dequantization_is_bit_exact_with_the_reference() {
         let mut out = vec![0f32; expected.len()];
         quant::dequantize(dtype, &blocks, &mut out).unwrap();
         for (i, (o, e)) in out.iter().zip(&expected).enumerate() {
-            assert_eq!(
-                o.to_bits(),
-                e.to_bits(),
-                "{dtype} element {i}: {o} vs reference {e}"
-            );
+            assert_eq!(o.to_bits(), e.to_bits(), "{dtype} element {i}: {o} vs reference {e}");
         }
     }
 }
@@ -74,18 +70,12 @@ fn legacy_quantization_is_byte_exact_with_the_reference() {
 
 /// llama.cpp's test signal.
 fn test_signal(offset: f32, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| 0.1 + 2.0 * (i as f32 + offset).cos())
-        .collect()
+    (0..n).map(|i| 0.1 + 2.0 * (i as f32 + offset).cos()).collect()
 }
 
 /// llama.cpp's error metric: sqrt(Σ diff²) / n.
 fn rmse_over_n(a: &[f32], b: &[f32]) -> f64 {
-    let sum: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
+    let sum: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
     sum.sqrt() / a.len() as f64
 }
 
@@ -162,11 +152,7 @@ fn dot_matches_dequantized<W: WeightBlock>(dtype: GgmlType) {
     quant::dequantize_blocks(w, &mut wf);
     quant::dequantize_blocks(&a, &mut af);
     let expected: f64 = wf.iter().zip(&af).map(|(p, q)| *p as f64 * *q as f64).sum();
-    let scale: f64 = wf
-        .iter()
-        .zip(&af)
-        .map(|(p, q)| (*p as f64 * *q as f64).abs())
-        .sum();
+    let scale: f64 = wf.iter().zip(&af).map(|(p, q)| (*p as f64 * *q as f64).abs()).sum();
     let got = W::vec_dot_ref(w, &a) as f64;
     assert!(
         (got - expected).abs() <= 1e-5 * scale,

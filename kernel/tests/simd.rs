@@ -2,8 +2,7 @@
 //! lengths (including odd block counts), rows of arbitrary and of extreme levels and scales.
 
 use hearth_kernel::quant::{
-    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
-    QuantBlock, Quantize,
+    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QuantBlock, Quantize,
 };
 use hearth_kernel::simd::{Isa, SimdDot};
 
@@ -42,11 +41,7 @@ fn assert_close<W: SimdDot>(name: &str, w: &[W], a: &[W::Act]) {
     let (mut wf, mut af) = (vec![0f32; n], vec![0f32; n]);
     quant::dequantize_blocks(w, &mut wf);
     quant::dequantize_blocks(a, &mut af);
-    let magnitude: f64 = wf
-        .iter()
-        .zip(&af)
-        .map(|(x, y)| (*x as f64 * *y as f64).abs())
-        .sum();
+    let magnitude: f64 = wf.iter().zip(&af).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
     for isa in Isa::available() {
         let got = isa.vec_dot(w, a) as f64;
         assert!(
@@ -109,9 +104,7 @@ fn check_type<W: SimdDot + Quantize>(name: &str, fix: impl Fn(&mut W, &mut Rng) 
             b
         })
         .collect();
-    let extreme: Vec<f32> = (0..8 * W::LEN)
-        .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
-        .collect();
+    let extreme: Vec<f32> = (0..8 * W::LEN).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
     assert_close(name, &w, &quantized::<W::Act>(&extreme));
 }
 

@@ -64,11 +64,9 @@ impl ModelFile {
         // file while it is mapped would change the bytes under us (or fault on truncation); the model store only ever
         // replaces files by rename, which leaves this mapping intact, and users are told not to edit open models.
         let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
-        let mapped = MappedGguf::try_new(map, |bytes| Gguf::parse(bytes)).map_err(|source| {
-            OpenError::Gguf {
-                path: path.clone(),
-                source,
-            }
+        let mapped = MappedGguf::try_new(map, |bytes| Gguf::parse(bytes)).map_err(|source| OpenError::Gguf {
+            path: path.clone(),
+            source,
         })?;
         Ok(Self { path, mapped })
     }

@@ -58,9 +58,7 @@ impl Preset {
 
     /// The preset called `name` (case-insensitive).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(name))
     }
 
     fn base_type(self) -> GgmlType {
@@ -224,12 +222,7 @@ fn quantization_order<'f, 'a>(file: &'f Gguf<'a>) -> Vec<&'f TensorView<'a>> {
 /// The output type of every tensor of `file` under `preset`, in the order the output file will hold them.
 pub fn plan(file: &Gguf<'_>, preset: Preset) -> Vec<TensorPlan> {
     let tied = file.tensor("output.weight").is_none();
-    let count = |c: Category| {
-        file.tensors()
-            .iter()
-            .filter(|t| category(t.name) == c)
-            .count()
-    };
+    let count = |c: Category| file.tensors().iter().filter(|t| category(t.name) == c).count();
     let (n_attn_v, n_ffn_down) = (count(Category::AttnV), count(Category::FfnDown));
     let (mut i_attn_v, mut i_ffn_down) = (0, 0);
     let base = preset.base_type();
@@ -316,11 +309,7 @@ pub fn quantize_file(
     Ok(plan)
 }
 
-fn check_plan(
-    file: &Gguf<'_>,
-    plan: &[TensorPlan],
-    allow_requantize: bool,
-) -> Result<(), QuantizeError> {
+fn check_plan(file: &Gguf<'_>, plan: &[TensorPlan], allow_requantize: bool) -> Result<(), QuantizeError> {
     let decodable = |t: GgmlType| {
         matches!(
             t,
@@ -344,10 +333,7 @@ fn check_plan(
         });
     }
     let plain = |t: GgmlType| matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-    let requantized: Vec<&TensorPlan> = plan
-        .iter()
-        .filter(|p| p.converts() && !plain(p.from))
-        .collect();
+    let requantized: Vec<&TensorPlan> = plan.iter().filter(|p| p.converts() && !plain(p.from)).collect();
     if !allow_requantize && let Some(first) = requantized.first() {
         return Err(QuantizeError::Requantize {
             count: requantized.len(),
@@ -416,9 +402,8 @@ fn write_output(
 
 /// Decodes a tensor to f32 and encodes it as `to`, row by row across threads.
 fn convert(t: &TensorView<'_>, to: GgmlType) -> std::io::Result<Vec<u8>> {
-    let invalid = |e: quant::QuantError| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", t.name))
-    };
+    let invalid =
+        |e: quant::QuantError| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", t.name));
     let (row_len, n_rows) = (t.row_len(), t.n_rows());
     let in_row = t.row_bytes();
     let out_row = to.bytes_for(row_len as u64).ok_or_else(|| {
@@ -450,23 +435,11 @@ mod tests {
         assert_eq!(layer_of("blk.10.attn_v.weight"), 10);
         assert_eq!(layer_of("output.weight"), -1);
         assert_eq!(layer_of("blk.x.weight"), -1);
-        let mut names = [
-            "blk.10.a",
-            "blk.2.b",
-            "token_embd.weight",
-            "blk.2.a",
-            "output.weight",
-        ];
+        let mut names = ["blk.10.a", "blk.2.b", "token_embd.weight", "blk.2.a", "output.weight"];
         names.sort_by(|a, b| (layer_of(a), *a).cmp(&(layer_of(b), *b)));
         assert_eq!(
             names,
-            [
-                "output.weight",
-                "token_embd.weight",
-                "blk.2.a",
-                "blk.2.b",
-                "blk.10.a"
-            ]
+            ["output.weight", "token_embd.weight", "blk.2.a", "blk.2.b", "blk.10.a"]
         );
     }
 

@@ -116,17 +116,11 @@ impl Sampler {
                 total += c.1;
                 total >= p.top_p
             });
-            self.candidates
-                .truncate(keep.map_or(self.candidates.len(), |i| i + 1));
+            self.candidates.truncate(keep.map_or(self.candidates.len(), |i| i + 1));
         }
         if p.min_p > 0.0 {
             let threshold = self.candidates[0].1 * p.min_p;
-            let keep = self
-                .candidates
-                .iter()
-                .take_while(|c| c.1 >= threshold)
-                .count()
-                .max(1);
+            let keep = self.candidates.iter().take_while(|c| c.1 >= threshold).count().max(1);
             self.candidates.truncate(keep);
         }
         // Temperature reshapes the surviving probabilities: p^(1/T), renormalised.
@@ -169,10 +163,7 @@ impl Sampler {
 
 /// Replaces each candidate's logit `l` with `softmax(l / temperature)`.
 fn softmax_in_place(candidates: &mut [(u32, f32)], temperature: f32) {
-    let max = candidates
-        .iter()
-        .map(|c| c.1)
-        .fold(f32::NEG_INFINITY, f32::max);
+    let max = candidates.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f64;
     for c in candidates.iter_mut() {
         c.1 = ((c.1 - max) / temperature).exp();
@@ -190,10 +181,7 @@ mod tests {
     #[test]
     fn greedy_takes_the_maximum_and_penalties_can_change_it() {
         let logits = [1.0, 3.0, 2.0];
-        assert_eq!(
-            Sampler::new(SamplerParams::greedy()).sample(&logits, &[]),
-            1
-        );
+        assert_eq!(Sampler::new(SamplerParams::greedy()).sample(&logits, &[]), 1);
         let params = SamplerParams {
             repeat_penalty: 2.0,
             ..SamplerParams::greedy()

@@ -49,12 +49,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 capacity: self.kv.capacity(),
             });
         }
-        let shared = self
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let shared = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // The last prompt token always runs: its logits are the answer.
         let reused = shared.min(prompt.len().saturating_sub(1));
         self.tokens.truncate(reused);
@@ -73,14 +68,8 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Appends one token; [`Session::logits`] then holds the logits after it.
     pub fn push(&mut self, token: u32) -> Result<(), ModelError> {
         let pos = self.tokens.len();
-        self.model.forward(
-            self.isa,
-            &[token],
-            pos,
-            &mut self.kv,
-            &mut self.scratch,
-            Logits::Last,
-        )?;
+        self.model
+            .forward(self.isa, &[token], pos, &mut self.kv, &mut self.scratch, Logits::Last)?;
         self.tokens.push(token);
         Ok(())
     }

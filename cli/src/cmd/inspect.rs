@@ -129,12 +129,7 @@ fn value_text(value: Value<'_>) -> String {
 fn array_text(a: Array<'_>) -> String {
     let head: Vec<String> = a.iter().take(ARRAY_HEAD).map(value_text).collect();
     let more = if a.len() > ARRAY_HEAD { ", …" } else { "" };
-    format!(
-        "[{} × {}] {}{more}",
-        a.elem_type(),
-        a.len(),
-        head.join(", ")
-    )
+    format!("[{} × {}] {}{more}", a.elem_type(), a.len(), head.join(", "))
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -197,11 +192,7 @@ fn print_text(gguf: &Gguf<'_>, path: &str, with_tensors: bool) {
         _ => "other",
     };
     for title in ["hyper-parameters", "tokenizer", "general", "other"] {
-        let entries: Vec<_> = gguf
-            .metadata()
-            .iter()
-            .filter(|e| section_of(e.key) == title)
-            .collect();
+        let entries: Vec<_> = gguf.metadata().iter().filter(|e| section_of(e.key) == title).collect();
         if entries.is_empty() {
             continue;
         }
@@ -216,12 +207,7 @@ fn print_text(gguf: &Gguf<'_>, path: &str, with_tensors: bool) {
     }
     if with_tensors {
         println!("\ntensors");
-        let width = gguf
-            .tensors()
-            .iter()
-            .map(|t| t.name.len())
-            .max()
-            .unwrap_or(0);
+        let width = gguf.tensors().iter().map(|t| t.name.len()).max().unwrap_or(0);
         println!(
             "  {:<width$}  {:<6} {:<22} {:>12}",
             "name", "type", "shape (ne)", "bytes"

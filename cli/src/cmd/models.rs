@@ -37,10 +37,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::List => {
             println!("store: {}", store.root().display());
-            println!(
-                "{:<30} {:<7} {:<36} {:>9}  status",
-                "name", "arch", "quant", "size"
-            );
+            println!("{:<30} {:<7} {:<36} {:>9}  status", "name", "arch", "quant", "size");
             for model in KNOWN_MODELS {
                 let status = match store.installed(model) {
                     Some(path) => format!("pulled: {}", path.display()),

@@ -28,10 +28,7 @@ pub struct QuantizeArgs {
 fn parse_preset(name: &str) -> Result<Preset, String> {
     Preset::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-        format!(
-            "unknown preset '{name}'; choose one of {}",
-            names.join(", ")
-        )
+        format!("unknown preset '{name}'; choose one of {}", names.join(", "))
     })
 }
 
@@ -50,9 +47,7 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<()> {
         *counts.entry(p.to.name().to_owned()).or_default() += 1;
     }
     let mix: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
-    let size = std::fs::metadata(&args.output)
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let size = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "wrote {} ({}, {} tensors: {}; {} converted)",
         args.output.display(),

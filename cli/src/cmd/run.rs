@@ -78,9 +78,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = Model::load(&file).context("loading the model")?;
     let ids = if args.chat {
-        let text_of = |id: Option<u32>| {
-            id.map(|id| String::from_utf8_lossy(tokenizer.piece(id)).into_owned())
-        };
+        let text_of = |id: Option<u32>| id.map(|id| String::from_utf8_lossy(tokenizer.piece(id)).into_owned());
         let template = ChatTemplate::from_gguf(
             file.gguf(),
             &text_of(tokenizer.bos()).unwrap_or_default(),

@@ -33,10 +33,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&ids)?);
     } else {
         for id in ids {
-            println!(
-                "{id:>7} -> {:?}",
-                String::from_utf8_lossy(tokenizer.piece(id))
-            );
+            println!("{id:>7} -> {:?}", String::from_utf8_lossy(tokenizer.piece(id)));
         }
     }
     Ok(())

@@ -47,15 +47,12 @@ impl<'a> Cursor<'a> {
 
     pub fn take(&mut self, n: u64) -> Result<&'a [u8], Located> {
         let available = self.remaining();
-        let n = usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= available)
-            .ok_or_else(|| {
-                self.error(ErrorKind::Truncated {
-                    needed: n,
-                    available: available as u64,
-                })
-            })?;
+        let n = usize::try_from(n).ok().filter(|&n| n <= available).ok_or_else(|| {
+            self.error(ErrorKind::Truncated {
+                needed: n,
+                available: available as u64,
+            })
+        })?;
         let out = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)

@@ -123,10 +123,7 @@ impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Context::Header => f.write_str("header"),
-            Context::Metadata {
-                index,
-                key: Some(key),
-            } => write!(f, "metadata entry {index} ('{key}')"),
+            Context::Metadata { index, key: Some(key) } => write!(f, "metadata entry {index} ('{key}')"),
             Context::Metadata { index, key: None } => write!(f, "metadata entry {index}"),
             Context::Tensor {
                 index,
@@ -149,10 +146,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "GGUF version {v} is not supported (only 2 and 3 are)")
             }
             ErrorKind::Truncated { needed, available } => {
-                write!(
-                    f,
-                    "file is truncated: needs {needed} more bytes, {available} remain"
-                )
+                write!(f, "file is truncated: needs {needed} more bytes, {available} remain")
             }
             ErrorKind::CountTooLarge { what, count, max } => {
                 write!(f, "{what} count {count} is impossible here (at most {max})")

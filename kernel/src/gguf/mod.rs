@@ -186,16 +186,11 @@ impl<'a> Gguf<'a> {
             infos.push(info);
         }
 
-        let data_offset = cur
-            .pos()
-            .checked_next_multiple_of(alignment)
-            .ok_or_else(|| GgufError {
-                offset: cur.pos() as u64,
-                context: Context::Header,
-                kind: ErrorKind::BadAlignment(alloc::format!(
-                    "{alignment} puts the data section out of range"
-                )),
-            })?;
+        let data_offset = cur.pos().checked_next_multiple_of(alignment).ok_or_else(|| GgufError {
+            offset: cur.pos() as u64,
+            context: Context::Header,
+            kind: ErrorKind::BadAlignment(alloc::format!("{alignment} puts the data section out of range")),
+        })?;
         let tensors = bind_tensor_data(bytes, data_offset, alignment, &infos)?;
         let by_name = sorted_by_name(&tensors)?;
         Ok(Gguf {
@@ -254,10 +249,7 @@ impl<'a> Gguf<'a> {
     }
 }
 
-fn read_entry<'a>(
-    cur: &mut Cursor<'a>,
-    key: &mut Option<&'a str>,
-) -> Result<MetadataEntry<'a>, Located> {
+fn read_entry<'a>(cur: &mut Cursor<'a>, key: &mut Option<&'a str>) -> Result<MetadataEntry<'a>, Located> {
     let k = cur.string(MAX_KEY_LEN)?;
     *key = Some(k);
     let ty = cur.value_type()?;
@@ -266,11 +258,7 @@ fn read_entry<'a>(
 }
 
 fn check_unique_keys(metadata: &[MetadataEntry<'_>]) -> Result<(), GgufError> {
-    let mut keys: Vec<(&str, usize)> = metadata
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.key, i))
-        .collect();
+    let mut keys: Vec<(&str, usize)> = metadata.iter().enumerate().map(|(i, e)| (e.key, i)).collect();
     keys.sort_unstable();
     match keys.windows(2).find(|w| w[0].0 == w[1].0) {
         None => Ok(()),
@@ -286,11 +274,7 @@ fn check_unique_keys(metadata: &[MetadataEntry<'_>]) -> Result<(), GgufError> {
 }
 
 fn alignment_of(metadata: &[MetadataEntry<'_>]) -> Result<usize, GgufError> {
-    let Some((index, entry)) = metadata
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.key == "general.alignment")
-    else {
+    let Some((index, entry)) = metadata.iter().enumerate().find(|(_, e)| e.key == "general.alignment") else {
         return Ok(DEFAULT_ALIGNMENT);
     };
     let bad = |why: String| GgufError {
@@ -304,10 +288,7 @@ fn alignment_of(metadata: &[MetadataEntry<'_>]) -> Result<usize, GgufError> {
     match entry.value {
         Value::U32(a) if a.is_power_of_two() => Ok(a as usize),
         Value::U32(a) => Err(bad(alloc::format!("{a} is not a power of two"))),
-        other => Err(bad(alloc::format!(
-            "must be uint32, found {}",
-            other.value_type()
-        ))),
+        other => Err(bad(alloc::format!("must be uint32, found {}", other.value_type()))),
     }
 }
 
@@ -321,10 +302,7 @@ struct RawTensorInfo<'a> {
     n_bytes: u64,
 }
 
-fn read_tensor_info<'a>(
-    cur: &mut Cursor<'a>,
-    name: &mut Option<&'a str>,
-) -> Result<RawTensorInfo<'a>, Located> {
+fn read_tensor_info<'a>(cur: &mut Cursor<'a>, name: &mut Option<&'a str>) -> Result<RawTensorInfo<'a>, Located> {
     let n = cur.string(MAX_TENSOR_NAME_LEN as u64)?;
     *name = Some(n);
     let dims_at = cur.pos();

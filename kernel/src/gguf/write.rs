@@ -24,9 +24,7 @@ impl TensorSpec {
     fn n_bytes(&self) -> io::Result<u64> {
         let invalid = |why: String| invalid_input(alloc::format!("tensor '{}': {why}", self.name));
         if self.name.len() > MAX_TENSOR_NAME_LEN {
-            return Err(invalid(alloc::format!(
-                "name longer than {MAX_TENSOR_NAME_LEN} bytes"
-            )));
+            return Err(invalid(alloc::format!("name longer than {MAX_TENSOR_NAME_LEN} bytes")));
         }
         if !(1..=MAX_DIMS).contains(&self.ne.len()) || self.ne.contains(&0) {
             return Err(invalid(alloc::format!(
@@ -68,16 +66,8 @@ pub struct GgufWriter<W: Write> {
 impl<W: Write> GgufWriter<W> {
     /// Writes the header, metadata and tensor infos. `general.alignment`, if among the metadata, must be a
     /// power-of-two `uint32` and sets the data alignment.
-    pub fn new(
-        mut out: W,
-        metadata: &[MetadataEntry<'_>],
-        tensors: &[TensorSpec],
-    ) -> io::Result<Self> {
-        let alignment = match metadata
-            .iter()
-            .find(|e| e.key == "general.alignment")
-            .map(|e| e.value)
-        {
+    pub fn new(mut out: W, metadata: &[MetadataEntry<'_>], tensors: &[TensorSpec]) -> io::Result<Self> {
+        let alignment = match metadata.iter().find(|e| e.key == "general.alignment").map(|e| e.value) {
             None => DEFAULT_ALIGNMENT,
             Some(Value::U32(a)) if a.is_power_of_two() => a as usize,
             Some(other) => {
@@ -166,10 +156,7 @@ fn check_unique<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> io::Res
     let mut names: Vec<&str> = names.collect();
     names.sort_unstable();
     match names.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(invalid_input(alloc::format!(
-            "{what} '{}' appears twice",
-            w[0]
-        ))),
+        Some(w) => Err(invalid_input(alloc::format!("{what} '{}' appears twice", w[0]))),
         None => Ok(()),
     }
 }

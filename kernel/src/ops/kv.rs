@@ -53,20 +53,23 @@ impl KvRow<'_> {
         }
     }
 
-    /// `acc[i] += p · row[i]`.
+    /// The accumulation step of attention, `acc[i] += p · row[i]`. With `f16_accumulator`, f16 rows accumulate as
+    /// ggml's flash attention does: a fused multiply-add rounded to f16 (`acc` then holds f16 values). Q8_0 rows
+    /// always accumulate in f32.
     #[inline]
-    pub fn add_scaled(&self, p: f32, acc: &mut [f32]) {
+    pub fn accumulate(&self, p: f32, acc: &mut [f32], f16_accumulator: bool) {
         match self {
-            KvRow::F16(row) => acc
-                .iter_mut()
-                .zip(*row)
-                .for_each(|(a, v)| *a += p * v.to_f32()),
+            KvRow::F16(row) if f16_accumulator => {
+                let round = |v: f32| f16::from_f32(v).to_f32();
+                acc.iter_mut()
+                    .zip(*row)
+                    .for_each(|(a, v)| *a = round(libm::fmaf(v.to_f32(), p, *a)));
+            }
+            KvRow::F16(row) => acc.iter_mut().zip(*row).for_each(|(a, v)| *a += p * v.to_f32()),
             KvRow::Q8_0(blocks) => {
                 for (b, acc) in blocks.iter().zip(acc.chunks_exact_mut(BlockQ8_0::LEN)) {
                     let pd = p * b.d.to_f32();
-                    acc.iter_mut()
-                        .zip(&b.qs)
-                        .for_each(|(a, &v)| *a += pd * v as f32);
+                    acc.iter_mut().zip(&b.qs).for_each(|(a, &v)| *a += pd * v as f32);
                 }
             }
         }
@@ -124,6 +127,11 @@ impl KvCache {
         self.capacity
     }
 
+    /// Whether values are stored as f16 (the attention accumulator then is f16 too, as in ggml).
+    pub fn is_f16(&self) -> bool {
+        matches!(self.k, Storage::F16(_))
+    }
+
     /// Bytes used by keys and values.
     pub fn bytes(&self) -> usize {
         let size = |s: &Storage| match s {
@@ -156,9 +164,7 @@ impl KvCache {
                 match storage {
                     Storage::F16(data) => {
                         let dst = &mut data[row * self.head_dim..][..self.head_dim];
-                        dst.iter_mut()
-                            .zip(src)
-                            .for_each(|(d, s)| *d = f16::from_f32(*s));
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = f16::from_f32(*s));
                     }
                     Storage::Q8_0(data) => {
                         let per_row = self.head_dim / BlockQ8_0::LEN;

@@ -13,8 +13,8 @@ use super::{OpError, expect_len, for_each_chunk, thread_count};
 use crate::GgmlType;
 use crate::gguf::TensorView;
 use crate::quant::{
-    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
-    BlockQ8_K, QuantBlock, QuantError, Quantize,
+    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
+    QuantBlock, QuantError, Quantize,
 };
 use crate::simd::{Isa, SimdDot};
 
@@ -48,12 +48,7 @@ impl<'a> Weights<'a> {
     }
 
     /// A weight matrix over `bytes`, checked against the shape.
-    pub fn new(
-        dtype: GgmlType,
-        n_in: usize,
-        n_out: usize,
-        bytes: &'a [u8],
-    ) -> Result<Self, OpError> {
+    pub fn new(dtype: GgmlType, n_in: usize, n_out: usize, bytes: &'a [u8]) -> Result<Self, OpError> {
         let Some(row_bytes) = dtype.bytes_for(n_in as u64) else {
             return Err(QuantError::Length {
                 dtype,
@@ -98,6 +93,7 @@ impl<'a> Weights<'a> {
 #[derive(Debug, Default)]
 pub struct MatmulScratch {
     q8_0: Vec<BlockQ8_0>,
+    q8_1: Vec<BlockQ8_1>,
     q8_k: Vec<BlockQ8_K>,
     /// `[n_out, n_tokens]` results when there are several tokens, transposed into the output at the end.
     by_row: Vec<f32>,
@@ -105,19 +101,36 @@ pub struct MatmulScratch {
     rows: Vec<f32>,
 }
 
-/// An activation block type and where the scratch keeps its buffer.
+/// An activation block type: how activations are quantized to it, and where the scratch keeps its buffer.
 pub trait Activation: Quantize {
+    /// Quantizes one block of activations (`x.len() == LEN`).
+    fn quantize_activation(x: &[f32]) -> Self;
     /// The scratch buffer for this type.
     fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self>;
 }
 
 impl Activation for BlockQ8_0 {
+    fn quantize_activation(x: &[f32]) -> Self {
+        BlockQ8_0::quantize_activation(x)
+    }
     fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
         &mut scratch.q8_0
     }
 }
 
+impl Activation for BlockQ8_1 {
+    fn quantize_activation(x: &[f32]) -> Self {
+        BlockQ8_1::quantize_activation(x)
+    }
+    fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
+        &mut scratch.q8_1
+    }
+}
+
 impl Activation for BlockQ8_K {
+    fn quantize_activation(x: &[f32]) -> Self {
+        BlockQ8_K::quantize(x)
+    }
     fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
         &mut scratch.q8_k
     }
@@ -147,11 +160,7 @@ pub fn matmul(
         GgmlType::Q5_K => quantized::<BlockQ5_K>(isa, w, x, out, scratch),
         GgmlType::Q6_K => quantized::<BlockQ6_K>(isa, w, x, out, scratch),
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => plain(w, x, out, scratch),
-        dtype => Err(QuantError::Unsupported {
-            op: "matmul",
-            dtype,
-        }
-        .into()),
+        dtype => Err(QuantError::Unsupported { op: "matmul", dtype }.into()),
     }
 }
 
@@ -223,7 +232,9 @@ where
     let mut acts = core::mem::take(W::Act::buffer(scratch));
     acts.clear();
     acts.resize(x.len() / act_len, W::Act::zeroed());
-    quant::quantize_blocks(x, &mut acts);
+    for (block, x) in acts.iter_mut().zip(x.chunks_exact(act_len)) {
+        *block = W::Act::quantize_activation(x);
+    }
 
     let (w_per_row, a_per_row) = (w.n_in / W::LEN, w.n_in / act_len);
     let acts_ref = &acts;
@@ -238,12 +249,7 @@ where
 }
 
 /// F32/F16/BF16 weights: each row is converted to f32 once per call and dotted in f32.
-fn plain(
-    w: &Weights<'_>,
-    x: &[f32],
-    out: &mut [f32],
-    scratch: &mut MatmulScratch,
-) -> Result<(), OpError> {
+fn plain(w: &Weights<'_>, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), OpError> {
     let mut rows = core::mem::take(&mut scratch.rows);
     rows.clear();
     rows.resize(w.n_in * w.n_out, 0.0);
@@ -252,10 +258,7 @@ fn plain(
     let rows_ref = &rows;
     for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t| {
         let row = &rows_ref[r * w.n_in..][..w.n_in];
-        row.iter()
-            .zip(&x[t * w.n_in..][..w.n_in])
-            .map(|(a, b)| a * b)
-            .sum()
+        row.iter().zip(&x[t * w.n_in..][..w.n_in]).map(|(a, b)| a * b).sum()
     });
     scratch.rows = rows;
     Ok(())

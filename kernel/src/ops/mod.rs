@@ -31,11 +31,9 @@ pub enum OpError {
 impl fmt::Display for OpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpError::Shape {
-                what,
-                expected,
-                got,
-            } => write!(f, "{what} has {got} elements, the shape needs {expected}"),
+            OpError::Shape { what, expected, got } => {
+                write!(f, "{what} has {got} elements, the shape needs {expected}")
+            }
             OpError::Quant(e) => e.fmt(f),
         }
     }
@@ -54,31 +52,19 @@ pub(crate) fn expect_len(what: &'static str, got: usize, expected: usize) -> Res
     if got == expected {
         Ok(())
     } else {
-        Err(OpError::Shape {
-            what,
-            expected,
-            got,
-        })
+        Err(OpError::Shape { what, expected, got })
     }
 }
 
 /// Runs `f(chunk_index, chunk)` over `chunk_len`-sized pieces of `data`: across threads with `std`, in order without.
-pub(crate) fn for_each_chunk<T: Send>(
-    data: &mut [T],
-    chunk_len: usize,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
-) {
+pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     #[cfg(feature = "std")]
     {
         use rayon::prelude::*;
-        data.par_chunks_mut(chunk_len)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
     }
     #[cfg(not(feature = "std"))]
-    data.chunks_mut(chunk_len)
-        .enumerate()
-        .for_each(|(i, c)| f(i, c));
+    data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
 }
 
 /// How many threads `for_each_chunk` spreads work over.

@@ -209,11 +209,7 @@ pub(super) fn quantize_scale_min_superblock(
         max_scale = if scale > max_scale { scale } else { max_scale };
         max_min = if min > max_min { min } else { max_min };
     }
-    let inv_scale = if max_scale > 0.0 {
-        63.0 / max_scale
-    } else {
-        0.0
-    };
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     // GGML stores nearest_int's result in a uint8_t before clamping: keep that truncation.
     let six_bits = |v: f32| (nearest_int(v) as u8).min(63);
@@ -274,9 +270,7 @@ pub(super) fn dot_scale_min(
         .iter()
         .enumerate()
         .map(|(j, &sc)| {
-            let sub: i32 = (32 * j..32 * j + 32)
-                .map(|i| levels[i] as i32 * a.qs[i] as i32)
-                .sum();
+            let sub: i32 = (32 * j..32 * j + 32).map(|i| levels[i] as i32 * a.qs[i] as i32).sum();
             sc as i32 * sub
         })
         .sum();
@@ -300,9 +294,6 @@ mod tests {
     fn scale_min_packing_round_trips() {
         let scales = [0, 1, 63, 17, 32, 48, 5, 62];
         let mins = [63, 0, 1, 40, 15, 16, 31, 33];
-        assert_eq!(
-            unpack_scale_mins(&pack_scale_mins(&scales, &mins)),
-            (scales, mins)
-        );
+        assert_eq!(unpack_scale_mins(&pack_scale_mins(&scales, &mins)), (scales, mins));
     }
 }

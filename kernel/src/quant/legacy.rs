@@ -1,9 +1,9 @@
 //! Shared arithmetic of the 32-element formats: symmetric ones (Q8_0, Q4_0, Q5_0: `d · q`) and ones with a minimum
-//! (Q4_1, Q5_1: `d · q + m`), each dotted with a Q8_0 activation block.
+//! (Q4_1, Q5_1: `d · q + m`), dotted with Q8_0 and Q8_1 activation blocks respectively.
 
 use half::f16;
 
-use super::BlockQ8_0;
+use super::{BlockQ8_0, BlockQ8_1};
 
 /// `out[i] = d · q[i]`.
 #[inline]
@@ -26,25 +26,15 @@ pub(super) fn dequantize_with_min(d: f16, m: f16, levels: &[u8; 32], out: &mut [
 /// `Σ d·q_i · da·a_i` with the integer sum taken first.
 #[inline]
 pub(super) fn dot_symmetric(d: f16, levels: &[i8; 32], a: &BlockQ8_0) -> f32 {
-    let sum: i32 = levels
-        .iter()
-        .zip(&a.qs)
-        .map(|(&x, &y)| x as i32 * y as i32)
-        .sum();
+    let sum: i32 = levels.iter().zip(&a.qs).map(|(&x, &y)| x as i32 * y as i32).sum();
     sum as f32 * (d.to_f32() * a.d.to_f32())
 }
 
-/// `Σ (d·q_i + m) · da·a_i = d·da Σ q_i a_i + m·da Σ a_i`.
+/// `Σ (d·q_i + m) · da·a_i = d·da Σ q_i a_i + m · s`, with the activation block's `s = da Σ a_i`.
 #[inline]
-pub(super) fn dot_with_min(d: f16, m: f16, levels: &[u8; 32], a: &BlockQ8_0) -> f32 {
-    let dot: i32 = levels
-        .iter()
-        .zip(&a.qs)
-        .map(|(&x, &y)| x as i32 * y as i32)
-        .sum();
-    let sum_a: i32 = a.qs.iter().map(|&y| y as i32).sum();
-    let da = a.d.to_f32();
-    dot as f32 * (d.to_f32() * da) + sum_a as f32 * (m.to_f32() * da)
+pub(super) fn dot_with_min(d: f16, m: f16, levels: &[u8; 32], a: &BlockQ8_1) -> f32 {
+    let dot: i32 = levels.iter().zip(&a.qs).map(|(&x, &y)| x as i32 * y as i32).sum();
+    dot as f32 * (d.to_f32() * a.d.to_f32()) + m.to_f32() * a.s.to_f32()
 }
 
 /// The value of largest magnitude, with its sign (the first one on ties), or 0.

@@ -1,14 +1,15 @@
 //! Block quantization formats: one file per block family, each with its `#[repr(C)]` block, the scalar
 //! dequantization, quantization and dot product that serve as the reference for every SIMD path.
 //!
-//! Weight blocks pair with an activation block type: legacy 32-element formats with [`BlockQ8_0`], K-quants with
+//! Weight blocks pair with an activation block type: legacy 32-element formats with [`BlockQ8_0`] (Q4_1/Q5_1 with
+//! [`BlockQ8_1`], which carries the activation sum), K-quants with
 //! [`BlockQ8_K`]. A matrix-vector product quantizes the activation row once, then takes integer dot products.
 //!
 //! Algorithms (including rounding) follow the reference implementation (ggml's `*_ref` functions), so files hearth
 //! writes are interchangeable with llama.cpp's and dequantization is bit-exact with gguf-py's.
 
 pub(crate) mod kquant;
-mod legacy;
+pub(crate) mod legacy;
 mod plain;
 mod q4_0;
 mod q4_1;
@@ -18,6 +19,7 @@ mod q5_1;
 mod q5_k;
 mod q6_k;
 mod q8_0;
+mod q8_1;
 mod q8_k;
 
 use core::fmt;
@@ -30,6 +32,7 @@ pub use q5_1::BlockQ5_1;
 pub use q5_k::BlockQ5_K;
 pub use q6_k::BlockQ6_K;
 pub use q8_0::BlockQ8_0;
+pub use q8_1::BlockQ8_1;
 pub use q8_k::BlockQ8_K;
 
 use crate::GgmlType;
@@ -87,11 +90,7 @@ impl fmt::Display for QuantError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             QuantError::Unsupported { op, dtype } => write!(f, "{op} is not supported for {dtype}"),
-            QuantError::Length {
-                dtype,
-                bytes,
-                elems,
-            } => {
+            QuantError::Length { dtype, bytes, elems } => {
                 write!(f, "{bytes} bytes of {dtype} do not hold {elems} elements")
             }
             QuantError::Misaligned(dtype) => {
@@ -106,9 +105,7 @@ impl core::error::Error for QuantError {}
 /// Views `bytes` as blocks: the one checked place where raw bytes become typed blocks.
 pub fn cast_blocks<B: QuantBlock>(bytes: &[u8]) -> Result<&[B], QuantError> {
     bytemuck::try_cast_slice(bytes).map_err(|e| match e {
-        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => {
-            QuantError::Misaligned(B::DTYPE)
-        }
+        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => QuantError::Misaligned(B::DTYPE),
         _ => QuantError::Length {
             dtype: B::DTYPE,
             bytes: bytes.len(),
@@ -121,9 +118,7 @@ pub fn cast_blocks<B: QuantBlock>(bytes: &[u8]) -> Result<&[B], QuantError> {
 pub fn cast_blocks_mut<B: QuantBlock>(bytes: &mut [u8]) -> Result<&mut [B], QuantError> {
     let len = bytes.len();
     bytemuck::try_cast_slice_mut(bytes).map_err(|e| match e {
-        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => {
-            QuantError::Misaligned(B::DTYPE)
-        }
+        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => QuantError::Misaligned(B::DTYPE),
         _ => QuantError::Length {
             dtype: B::DTYPE,
             bytes: len,
@@ -151,11 +146,7 @@ pub fn quantize_blocks<B: Quantize>(x: &[f32], out: &mut [B]) {
 fn check_len(dtype: GgmlType, bytes: usize, elems: usize) -> Result<(), QuantError> {
     match dtype.bytes_for(elems as u64) {
         Some(n) if n == bytes as u64 => Ok(()),
-        _ => Err(QuantError::Length {
-            dtype,
-            bytes,
-            elems,
-        }),
+        _ => Err(QuantError::Length { dtype, bytes, elems }),
     }
 }
 
@@ -175,6 +166,7 @@ pub fn dequantize(dtype: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), 
         GgmlType::Q5_0 => run::<BlockQ5_0>(bytes, out)?,
         GgmlType::Q5_1 => run::<BlockQ5_1>(bytes, out)?,
         GgmlType::Q8_0 => run::<BlockQ8_0>(bytes, out)?,
+        GgmlType::Q8_1 => run::<BlockQ8_1>(bytes, out)?,
         GgmlType::Q4_K => run::<BlockQ4_K>(bytes, out)?,
         GgmlType::Q5_K => run::<BlockQ5_K>(bytes, out)?,
         GgmlType::Q6_K => run::<BlockQ6_K>(bytes, out)?,
@@ -205,6 +197,7 @@ pub fn quantize(dtype: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), QuantE
         GgmlType::Q5_0 => run::<BlockQ5_0>(x, out)?,
         GgmlType::Q5_1 => run::<BlockQ5_1>(x, out)?,
         GgmlType::Q8_0 => run::<BlockQ8_0>(x, out)?,
+        GgmlType::Q8_1 => run::<BlockQ8_1>(x, out)?,
         GgmlType::Q4_K => run::<BlockQ4_K>(x, out)?,
         GgmlType::Q5_K => run::<BlockQ5_K>(x, out)?,
         GgmlType::Q6_K => run::<BlockQ6_K>(x, out)?,

@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use super::legacy::{dequantize_with_min, dot_with_min, min_max};
-use super::{BlockQ8_0, QuantBlock, Quantize, WeightBlock};
+use super::{BlockQ8_1, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
 /// One Q4_1 block (20 bytes).
@@ -25,13 +25,7 @@ impl BlockQ4_1 {
     /// The 32 unsigned levels (0..=15).
     #[inline]
     pub fn levels(&self) -> [u8; 32] {
-        core::array::from_fn(|i| {
-            if i < 16 {
-                self.qs[i] & 0xf
-            } else {
-                self.qs[i - 16] >> 4
-            }
-        })
+        core::array::from_fn(|i| if i < 16 { self.qs[i] & 0xf } else { self.qs[i - 16] >> 4 })
     }
 }
 
@@ -59,10 +53,10 @@ impl Quantize for BlockQ4_1 {
 }
 
 impl WeightBlock for BlockQ4_1 {
-    type Act = BlockQ8_0;
+    type Act = BlockQ8_1;
 
     /// `Σ (d q_i + m) a_i · da = d·da Σ q_i a_i + m·da Σ a_i`.
-    fn vec_dot_ref(w: &[Self], a: &[BlockQ8_0]) -> f32 {
+    fn vec_dot_ref(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         w.iter()
             .zip(a)
             .map(|(w, a)| dot_with_min(w.d, w.m, &w.levels(), a))

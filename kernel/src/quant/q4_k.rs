@@ -53,12 +53,7 @@ impl Quantize for BlockQ4_K {
             let e = 64 * (b / 32) + b % 32;
             levels[e] | (levels[e + 32] << 4)
         });
-        BlockQ4_K {
-            d,
-            dmin,
-            scales,
-            qs,
-        }
+        BlockQ4_K { d, dmin, scales, qs }
     }
 }
 

@@ -78,9 +78,6 @@ impl WeightBlock for BlockQ5_0 {
     type Act = BlockQ8_0;
 
     fn vec_dot_ref(w: &[Self], a: &[BlockQ8_0]) -> f32 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| dot_symmetric(w.d, &w.levels(), a))
-            .sum()
+        w.iter().zip(a).map(|(w, a)| dot_symmetric(w.d, &w.levels(), a)).sum()
     }
 }

@@ -6,7 +6,7 @@ use half::f16;
 
 use super::legacy::{dequantize_with_min, dot_with_min, min_max};
 use super::q5_0::{levels5, pack5};
-use super::{BlockQ8_0, QuantBlock, Quantize, WeightBlock};
+use super::{BlockQ8_1, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
 /// One Q5_1 block (24 bytes).
@@ -60,9 +60,9 @@ impl Quantize for BlockQ5_1 {
 }
 
 impl WeightBlock for BlockQ5_1 {
-    type Act = BlockQ8_0;
+    type Act = BlockQ8_1;
 
-    fn vec_dot_ref(w: &[Self], a: &[BlockQ8_0]) -> f32 {
+    fn vec_dot_ref(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         w.iter()
             .zip(a)
             .map(|(w, a)| dot_with_min(w.d, w.m, &w.levels(), a))

@@ -53,8 +53,7 @@ impl Quantize for BlockQ5_K {
             let e = 64 * (b / 32) + b % 32;
             (levels[e] & 0xf) | ((levels[e + 32] & 0xf) << 4)
         });
-        let qh =
-            core::array::from_fn(|l| (0..8).fold(0u8, |h, j| h | ((levels[32 * j + l] >> 4) << j)));
+        let qh = core::array::from_fn(|l| (0..8).fold(0u8, |h, j| h | ((levels[32 * j + l] >> 4) << j)));
         BlockQ5_K {
             d,
             dmin,

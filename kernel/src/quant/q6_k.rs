@@ -63,11 +63,7 @@ impl Quantize for BlockQ6_K {
         let mut group_scales = [0f32; 16];
         let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
         for g in 0..16 {
-            let scale = fit_symmetric_scale(
-                32,
-                &x[16 * g..16 * g + 16],
-                &mut levels[16 * g..16 * g + 16],
-            );
+            let scale = fit_symmetric_scale(32, &x[16 * g..16 * g + 16], &mut levels[16 * g..16 * g + 16]);
             group_scales[g] = scale;
             if scale.abs() > max_abs_scale {
                 max_abs_scale = scale.abs();
@@ -79,8 +75,7 @@ impl Quantize for BlockQ6_K {
         }
         let iscale = -128.0 / max_scale;
         let d = f16::from_f32(1.0 / iscale);
-        let scales: [i8; 16] =
-            core::array::from_fn(|g| nearest_int(iscale * group_scales[g]).min(127) as i8);
+        let scales: [i8; 16] = core::array::from_fn(|g| nearest_int(iscale * group_scales[g]).min(127) as i8);
         for (g, &scale) in scales.iter().enumerate() {
             let group_d = d.to_f32() * scale as f32;
             if group_d == 0.0 {
@@ -101,8 +96,7 @@ impl Quantize for BlockQ6_K {
                 let q = |k: usize| levels[128 * h + 32 * k + l];
                 block.ql[64 * h + l] = (q(0) & 0xf) | ((q(2) & 0xf) << 4);
                 block.ql[64 * h + l + 32] = (q(1) & 0xf) | ((q(3) & 0xf) << 4);
-                block.qh[32 * h + l] =
-                    (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+                block.qh[32 * h + l] = (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
             }
         }
         block
@@ -119,9 +113,7 @@ impl WeightBlock for BlockQ6_K {
                 let levels = w.levels();
                 let sum: i32 = (0..16)
                     .map(|g| {
-                        let group: i32 = (16 * g..16 * g + 16)
-                            .map(|i| levels[i] as i32 * a.qs[i] as i32)
-                            .sum();
+                        let group: i32 = (16 * g..16 * g + 16).map(|i| levels[i] as i32 * a.qs[i] as i32).sum();
                         w.scales[g] as i32 * group
                     })
                     .sum();

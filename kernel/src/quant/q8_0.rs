@@ -43,13 +43,23 @@ impl Quantize for BlockQ8_0 {
     }
 }
 
+impl BlockQ8_0 {
+    /// Quantizes activations the way ggml's x86 CPU backend does (`id = 127 / max|x|`, rounding half to even), so
+    /// dot products see the same integers as llama.cpp's. Model files use [`Quantize::quantize`], the reference.
+    pub fn quantize_activation(x: &[f32]) -> Self {
+        let amax = x[..32].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        BlockQ8_0 {
+            d: f16::from_f32(amax / 127.0),
+            qs: core::array::from_fn(|i| libm::rintf(x[i] * id) as i8),
+        }
+    }
+}
+
 impl WeightBlock for BlockQ8_0 {
     type Act = BlockQ8_0;
 
     fn vec_dot_ref(w: &[Self], a: &[Self::Act]) -> f32 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| dot_symmetric(w.d, &w.qs, a))
-            .sum()
+        w.iter().zip(a).map(|(w, a)| dot_symmetric(w.d, &w.qs, a)).sum()
     }
 }

@@ -46,8 +46,7 @@ impl Quantize for BlockQ8_K {
         }
         let iscale = -127.0 / max;
         let qs: [i8; QK_K] = core::array::from_fn(|i| nearest_int(iscale * x[i]).min(127) as i8);
-        let bsums =
-            core::array::from_fn(|g| qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum());
+        let bsums = core::array::from_fn(|g| qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum());
         BlockQ8_K {
             d: 1.0 / iscale,
             qs,

@@ -16,12 +16,12 @@ macro_rules! entry_points {
             dot_q8_0 => q8_0(BlockQ8_0, BlockQ8_0);
             /// Q4_0 · Q8_0.
             dot_q4_0 => q4_0(BlockQ4_0, BlockQ8_0);
-            /// Q4_1 · Q8_0.
-            dot_q4_1 => q4_1(BlockQ4_1, BlockQ8_0);
+            /// Q4_1 · Q8_1.
+            dot_q4_1 => q4_1(BlockQ4_1, BlockQ8_1);
             /// Q5_0 · Q8_0.
             dot_q5_0 => q5_0(BlockQ5_0, BlockQ8_0);
-            /// Q5_1 · Q8_0.
-            dot_q5_1 => q5_1(BlockQ5_1, BlockQ8_0);
+            /// Q5_1 · Q8_1.
+            dot_q5_1 => q5_1(BlockQ5_1, BlockQ8_1);
             /// Q4_K · Q8_K.
             dot_q4_k => q4_k(BlockQ4_K, BlockQ8_K);
             /// Q5_K · Q8_K.
@@ -47,8 +47,7 @@ pub mod x86;
 use core::fmt;
 
 use crate::quant::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
-    WeightBlock,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, WeightBlock,
 };
 
 /// An instruction set to run kernels with.
@@ -122,10 +121,7 @@ impl Isa {
     /// Dot product of a weight row with a quantized activation row.
     #[inline]
     pub fn vec_dot<W: SimdDot>(self, w: &[W], a: &[W::Act]) -> f32 {
-        debug_assert_eq!(
-            w.len() * W::LEN,
-            a.len() * <W::Act as crate::quant::QuantBlock>::LEN
-        );
+        debug_assert_eq!(w.len() * W::LEN, a.len() * <W::Act as crate::quant::QuantBlock>::LEN);
         match self {
             Isa::Scalar => W::vec_dot_ref(w, a),
             #[cfg(hearth_x86_simd)]

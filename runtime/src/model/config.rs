@@ -71,8 +71,7 @@ impl Config {
             .get("general.architecture")
             .and_then(|v| v.as_str())
             .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?;
-        let arch = Arch::from_name(arch_name)
-            .ok_or_else(|| ModelError::UnknownArch(arch_name.to_owned()))?;
+        let arch = Arch::from_name(arch_name).ok_or_else(|| ModelError::UnknownArch(arch_name.to_owned()))?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let int = |k: &str| -> Result<usize, ModelError> {
             file.get(&key(k))

@@ -250,13 +250,7 @@ impl<'a> Model<'a> {
     /// A KV cache for `capacity` positions of this model.
     pub fn new_cache(&self, kind: KvType, capacity: usize) -> Result<KvCache, ModelError> {
         let c = &self.config;
-        Ok(KvCache::new(
-            kind,
-            c.n_layers,
-            c.n_kv_heads,
-            c.head_dim,
-            capacity,
-        )?)
+        Ok(KvCache::new(kind, c.n_layers, c.n_kv_heads, c.head_dim, capacity)?)
     }
 
     /// Runs `tokens` at positions `first_pos..`, storing their keys and values in `kv`, and returns the logits
@@ -287,8 +281,7 @@ impl<'a> Model<'a> {
             if token as usize >= self.embed.n_out {
                 return Err(ModelError::BadToken(token));
             }
-            self.embed
-                .dequantize_row(token as usize, &mut x[t * dim..][..dim])?;
+            self.embed.dequantize_row(token as usize, &mut x[t * dim..][..dim])?;
         }
         if c.arch == Arch::Gemma3 {
             act::scale(x, (dim as f32).sqrt());
@@ -348,6 +341,8 @@ impl<'a> Model<'a> {
                 scale: c.attn_scale,
                 window: la.window,
                 softcap: None,
+                // Mirror llama.cpp's default attention arithmetic, so greedy outputs match it.
+                f16_accumulator: true,
             };
             attention(&params, q, kv, il, first_pos, attn)?;
             matmul(isa, &layer.wo, attn, o, mm)?;

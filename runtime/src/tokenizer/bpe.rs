@@ -84,18 +84,12 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    pub fn new(
-        tokens: &[&str],
-        types: &[TokenType],
-        merges: &[&str],
-        pre: &str,
-    ) -> Result<Self, TokenizerError> {
+    pub fn new(tokens: &[&str], types: &[TokenType], merges: &[&str], pre: &str) -> Result<Self, TokenizerError> {
         let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| TokenizerError::Unsupported {
             what: "pre-tokenizer",
             name: pre.to_owned(),
         })?;
-        let build =
-            |e: Box<dyn std::error::Error + Send + Sync>| TokenizerError::Build(e.to_string());
+        let build = |e: Box<dyn std::error::Error + Send + Sync>| TokenizerError::Build(e.to_string());
         let vocab: tokenizers::models::bpe::Vocab = tokens
             .iter()
             .enumerate()
@@ -105,10 +99,7 @@ impl Encoder {
             .iter()
             .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
             .collect();
-        let model = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(build)?;
+        let model = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(build)?;
         let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
         for regex in regexes {
             let split = Split::new(
@@ -127,12 +118,7 @@ impl Encoder {
             .iter()
             .zip(types)
             .enumerate()
-            .filter(|(_, (_, ty))| {
-                matches!(
-                    ty,
-                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-                )
-            })
+            .filter(|(_, (_, ty))| matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown))
             .filter(|(_, (t, _))| !t.is_empty())
             .map(|(id, (t, ty))| Special {
                 text: (*t).to_owned(),
@@ -151,11 +137,7 @@ impl Encoder {
             Token(u32),
         }
         let mut fragments = vec![Fragment::Text(text)];
-        for special in self
-            .specials
-            .iter()
-            .filter(|s| parse_special || !s.only_when_parsing)
-        {
+        for special in self.specials.iter().filter(|s| parse_special || !s.only_when_parsing) {
             let mut next = Vec::with_capacity(fragments.len());
             for fragment in fragments {
                 let Fragment::Text(mut rest) = fragment else {

@@ -130,18 +130,9 @@ const FIM_ROLES: &[(&[&str], bool)] = &[
         ],
         false,
     ),
+    (&["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"], true),
     (
-        &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
-        true,
-    ),
-    (
-        &[
-            "<|fim_repo|>",
-            "<|repo_name|>",
-            "<fim-repo>",
-            "<REPO>",
-            "<reponame>",
-        ],
+        &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
         true,
     ),
     (&["<|file_sep|>"], true),
@@ -215,8 +206,7 @@ impl Tokenizer {
                 "tokenizer.ggml.token_type of the vocabulary's length",
             ));
         }
-        let flag =
-            |key: &str, default: bool| file.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
+        let flag = |key: &str, default: bool| file.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
         let eos = special_id(file, "eos");
         let end_of_generation = promote_known_tokens(&tokens, &mut types, eos);
         match model {
@@ -278,10 +268,7 @@ impl Tokenizer {
 
     /// The text of `ids` (invalid UTF-8, which only arises from cut-off sequences, becomes U+FFFD).
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids
-            .iter()
-            .flat_map(|&id| self.piece(id).iter().copied())
-            .collect();
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.piece(id).iter().copied()).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

@@ -10,15 +10,24 @@ impl StreamDecoder {
     /// Adds a token's bytes and returns the text that is now complete (possibly empty).
     pub fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(_) => self.pending.len(),
-            // An error with no length is an incomplete sequence at the end: keep it for the next token. Any other error
-            // is a byte that can never become valid: emit it (as U+FFFD) rather than stall the stream.
-            Err(e) => match e.error_len() {
-                None => e.valid_up_to(),
-                Some(bad) => e.valid_up_to() + bad,
-            },
-        };
+        // Release everything up to an incomplete sequence at the very end (kept for the next token). Bytes that can
+        // never become valid are released too (as U+FFFD) rather than stalling the stream.
+        let mut valid = 0;
+        loop {
+            match std::str::from_utf8(&self.pending[valid..]) {
+                Ok(_) => {
+                    valid = self.pending.len();
+                    break;
+                }
+                Err(e) => match e.error_len() {
+                    None => {
+                        valid += e.valid_up_to();
+                        break;
+                    }
+                    Some(bad) => valid += e.valid_up_to() + bad,
+                },
+            }
+        }
         let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
         self.pending.drain(..valid);
         text

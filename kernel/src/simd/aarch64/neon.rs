@@ -9,8 +9,7 @@ use core::arch::aarch64::*;
 use super::Neon;
 use crate::quant::kquant::{min_term, unpack_scale_mins};
 use crate::quant::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
-    BlockQ8_K,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
 };
 
 entry_points!(Neon);
@@ -120,18 +119,17 @@ fn q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
     acc
 }
 
-/// Shared by Q4_1 and Q5_1: unsigned levels with scale `d` and minimum `m` against one Q8_0 block.
+/// Shared by Q4_1 and Q5_1: unsigned levels with scale `d` and minimum `m` against one Q8_0 block (the minimum
+/// term as `legacy::dot_with_min` computes it).
 #[inline]
 #[target_feature(enable = "neon")]
-fn with_min(q: (uint8x16_t, uint8x16_t), d: f32, m: f32, a: &BlockQ8_0) -> f32 {
-    let y = q8_0_halves(a);
-    let sum_y = i32::from(vaddlvq_s8(y.0)) + i32::from(vaddlvq_s8(y.1));
-    let da = a.d.to_f32();
-    dot32(signed(q), y) as f32 * (d * da) + sum_y as f32 * (m * da)
+fn with_min(q: (uint8x16_t, uint8x16_t), d: f32, m: f32, a: &BlockQ8_1) -> f32 {
+    let y = chunks16(&a.qs);
+    dot32(signed(q), (load_i8(&y[0]), load_i8(&y[1]))) as f32 * (d * a.d.to_f32()) + m * a.s.to_f32()
 }
 
 #[target_feature(enable = "neon")]
-fn q4_1(w: &[BlockQ4_1], a: &[BlockQ8_0]) -> f32 {
+fn q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     w.iter()
         .zip(a)
         .map(|(w, a)| with_min(nibbles(&w.qs), w.d.to_f32(), w.m.to_f32(), a))
@@ -139,17 +137,12 @@ fn q4_1(w: &[BlockQ4_1], a: &[BlockQ8_0]) -> f32 {
 }
 
 #[target_feature(enable = "neon")]
-fn q5_1(w: &[BlockQ5_1], a: &[BlockQ8_0]) -> f32 {
+fn q5_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     let mut acc = 0.0f32;
     for (w, a) in w.iter().zip(a) {
         let (lo, hi) = nibbles(&w.qs);
         let (h_lo, h_hi) = fifth_bits(w.qh);
-        acc += with_min(
-            (vorrq_u8(lo, h_lo), vorrq_u8(hi, h_hi)),
-            w.d.to_f32(),
-            w.m.to_f32(),
-            a,
-        );
+        acc += with_min((vorrq_u8(lo, h_lo), vorrq_u8(hi, h_hi)), w.d.to_f32(), w.m.to_f32(), a);
     }
     acc
 }
@@ -234,19 +227,9 @@ fn q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
                 // Elements 128h + 32k + (0..32) in two halves of 16 (groups 8h+2k and 8h+2k+1).
                 for half in 0..2 {
                     let low = load_u8(&ql[4 * h + 2 * (k % 2) + half]);
-                    let low = if k < 2 {
-                        vandq_u8(low, m4)
-                    } else {
-                        vshrq_n_u8::<4>(low)
-                    };
-                    let high = vandq_u8(
-                        vshlq_u8(load_u8(&qh[2 * h + half]), vdupq_n_s8(-2 * k as i8)),
-                        m2,
-                    );
-                    let q = vsubq_s8(
-                        vreinterpretq_s8_u8(vorrq_u8(low, vshlq_n_u8::<4>(high))),
-                        thirty_two,
-                    );
+                    let low = if k < 2 { vandq_u8(low, m4) } else { vshrq_n_u8::<4>(low) };
+                    let high = vandq_u8(vshlq_u8(load_u8(&qh[2 * h + half]), vdupq_n_s8(-2 * k as i8)), m2);
+                    let q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, vshlq_n_u8::<4>(high))), thirty_two);
                     let g = 8 * h + 2 * k + half;
                     sum += i32::from(w.scales[g]) * vaddvq_s32(dot16(q, load_i8(&y[g])));
                 }

@@ -12,8 +12,7 @@ use half::f16;
 use super::Avx2;
 use crate::quant::kquant::{min_term, unpack_scale_mins};
 use crate::quant::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
-    BlockQ8_K,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
 };
 
 entry_points!(Avx2);
@@ -69,13 +68,6 @@ fn dot_u8_i8(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
 }
 
-/// Σ of the 32 i8 values in 8 i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn sum_i8(y: __m256i) -> __m256i {
-    dot_u8_i8(_mm256_set1_epi8(1), y)
-}
-
 /// A legacy block's 16 nibble bytes as 32 bytes: values 0..16 (low nibbles) then 16..32 (high nibbles).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -95,12 +87,7 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
     // Byte i takes qh byte i/8, is ORed with every bit but bit i%8 set, and is all-ones exactly when bit i%8 was set.
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(i32::from_le_bytes(qh)),
-        _mm256_setr_epi64x(
-            0,
-            0x0101_0101_0101_0101,
-            0x0202_0202_0202_0202,
-            0x0303_0303_0303_0303,
-        ),
+        _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
     );
     let others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
     _mm256_and_si256(
@@ -114,11 +101,7 @@ fn q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (w, a) in w.iter().zip(a) {
         let d = _mm256_set1_ps(f16_to_f32(w.d) * f16_to_f32(a.d));
-        acc = _mm256_fmadd_ps(
-            d,
-            _mm256_cvtepi32_ps(dot_i8(load32(&w.qs), load32(&a.qs))),
-            acc,
-        );
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(load32(&w.qs), load32(&a.qs))), acc);
     }
     hsum_ps(acc)
 }
@@ -146,46 +129,35 @@ fn q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
     hsum_ps(acc)
 }
 
-/// Shared by Q4_1 and Q5_1: unsigned levels `q` with scale `d` and minimum `m` against one Q8_0 block.
+/// Shared by Q4_1 and Q5_1: unsigned levels `q` with scale `d` and minimum `m` against one Q8_0 block. Adds the
+/// scaled integer dot to `acc` and returns the minimum term `m · s`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn with_min(acc: __m256, q: __m256i, d: f16, m: f16, a: &BlockQ8_0) -> __m256 {
-    let da = f16_to_f32(a.d);
-    let y = load32(&a.qs);
-    let acc = _mm256_fmadd_ps(
-        _mm256_set1_ps(f16_to_f32(d) * da),
-        _mm256_cvtepi32_ps(dot_u8_i8(q, y)),
-        acc,
-    );
-    _mm256_fmadd_ps(
-        _mm256_set1_ps(f16_to_f32(m) * da),
-        _mm256_cvtepi32_ps(sum_i8(y)),
-        acc,
-    )
+fn with_min(acc: &mut __m256, q: __m256i, d: f16, m: f16, a: &BlockQ8_1) -> f32 {
+    let dot = _mm256_cvtepi32_ps(dot_u8_i8(q, load32(&a.qs)));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(d) * f16_to_f32(a.d)), dot, *acc);
+    f16_to_f32(m) * f16_to_f32(a.s)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1(w: &[BlockQ4_1], a: &[BlockQ8_0]) -> f32 {
+fn q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
     for (w, a) in w.iter().zip(a) {
-        acc = with_min(acc, unpack_nibbles(&w.qs), w.d, w.m, a);
+        mins += with_min(&mut acc, unpack_nibbles(&w.qs), w.d, w.m, a);
     }
-    hsum_ps(acc)
+    hsum_ps(acc) + mins
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q5_1(w: &[BlockQ5_1], a: &[BlockQ8_0]) -> f32 {
+fn q5_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
     for (w, a) in w.iter().zip(a) {
-        acc = with_min(
-            acc,
-            _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh)),
-            w.d,
-            w.m,
-            a,
-        );
+        let q = _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh));
+        mins += with_min(&mut acc, q, w.d, w.m, a);
     }
-    hsum_ps(acc)
+    hsum_ps(acc) + mins
 }
 
 /// Q4_K and Q5_K differ only in how the 32 levels of a 64-element chunk's two sub-blocks are formed; `levels(c)`
@@ -230,10 +202,7 @@ fn q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
         let qs = chunks32(&w.qs);
         let (block, min) = scale_min_block(w.d, w.dmin, &w.scales, a, |c| {
             let q = load32(&qs[c]);
-            (
-                _mm256_and_si256(q, m4),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-            )
+            (_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4))
         });
         acc = _mm256_add_ps(acc, block);
         mins += min;
@@ -259,10 +228,7 @@ fn q5_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
         let (block, min) = scale_min_block(w.d, w.dmin, &w.scales, a, |c| {
             let q = load32(&qs[c]);
             let lo = _mm256_or_si256(_mm256_and_si256(q, m4), fifth(2 * c));
-            let hi = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-                fifth(2 * c + 1),
-            );
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), m4), fifth(2 * c + 1));
             (lo, hi)
         });
         acc = _mm256_add_ps(acc, block);
@@ -291,10 +257,7 @@ fn q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
                 } else {
                     _mm256_and_si256(_mm256_srli_epi16::<4>(low), m4)
                 };
-                let high = _mm256_and_si256(
-                    _mm256_srl_epi16(high_bits, _mm_cvtsi32_si128(2 * k as i32)),
-                    m2,
-                );
+                let high = _mm256_and_si256(_mm256_srl_epi16(high_bits, _mm_cvtsi32_si128(2 * k as i32)), m2);
                 // Unsigned levels 0..=63 (the -32 offset is applied below through the activation sums).
                 let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(high));
                 // q <= 63 and |y| <= 127: each i16 pair is at most 16002.
@@ -309,9 +272,7 @@ fn q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
             }
         }
         let d = f16_to_f32(w.d) * a.d;
-        let offset: i32 = (0..16)
-            .map(|g| i32::from(w.scales[g]) * i32::from(a.bsums[g]))
-            .sum();
+        let offset: i32 = (0..16).map(|g| i32::from(w.scales[g]) * i32::from(a.bsums[g])).sum();
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
         offsets += d * (32 * offset) as f32;
     }
