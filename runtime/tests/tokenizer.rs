@@ -1,6 +1,7 @@
 //! Tokenization identical to llama.cpp's on a 239-string corpus (testdata/tokenizer/corpus.json: code, Unicode,
 //! whitespace runs, digits, special tokens, chat text), with and without special-token parsing. The golden ids were
-//! made by llama-tokenize (testdata/tokenizer/make_golden.py).
+//! made by llama-tokenize (testdata/tokenizer/make_golden.py). Byte-level BPE (SmolLM2, Qwen2.5-Coder) and
+//! SentencePiece-style BPE (Gemma-3).
 
 use hearth_runtime::tokenizer::Tokenizer;
 use hearth_runtime::{ModelFile, NoProgress, Store};
@@ -69,4 +70,12 @@ fn decoding_restores_the_text() {
     for text in &corpus {
         assert_eq!(&tokenizer.decode(&tokenizer.encode(text, false, true)), text);
     }
+}
+
+#[test]
+fn gemma3_tokenizes_like_llama_cpp() {
+    check(
+        "gemma-3-270m",
+        include_str!("../../testdata/tokenizer/gemma-3-270m.llama-cpp.json"),
+    );
 }

@@ -1,5 +1,4 @@
-//! Byte-level BPE encoding: llama.cpp's special-token partition, then the `tokenizers` crate's regex split, GPT-2 byte
-//! mapping and merges.
+//! Byte-level BPE encoding: the `tokenizers` crate's regex split, GPT-2 byte mapping and merges.
 
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -8,7 +7,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{SplitDelimiterBehavior, Tokenizer as HfTokenizer};
 
-use super::{TokenType, TokenizerError};
+use super::TokenizerError;
 
 /// GPT-2's original split pattern.
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
@@ -60,31 +59,19 @@ pub(super) fn unmap_bytes(token: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A special token the partition step looks for.
-#[derive(Debug)]
-struct Special {
-    text: String,
-    id: u32,
-    /// Control and unknown tokens are matched only when special tokens are parsed; user-defined ones always.
-    only_when_parsing: bool,
-}
-
-/// Splits text at special tokens, then BPE-encodes the rest.
+/// BPE-encodes text (special tokens were split off before).
 pub(super) struct Encoder {
     hf: HfTokenizer,
-    specials: Vec<Special>,
 }
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder")
-            .field("specials", &self.specials.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Encoder").finish_non_exhaustive()
     }
 }
 
 impl Encoder {
-    pub fn new(tokens: &[&str], types: &[TokenType], merges: &[&str], pre: &str) -> Result<Self, TokenizerError> {
+    pub fn new(tokens: &[&str], merges: &[&str], pre: &str) -> Result<Self, TokenizerError> {
         let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| TokenizerError::Unsupported {
             what: "pre-tokenizer",
             name: pre.to_owned(),
@@ -114,63 +101,16 @@ impl Encoder {
         let mut hf = HfTokenizer::new(model);
         hf.with_pre_tokenizer(Some(Sequence::new(steps)));
 
-        let mut specials: Vec<Special> = tokens
-            .iter()
-            .zip(types)
-            .enumerate()
-            .filter(|(_, (_, ty))| matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown))
-            .filter(|(_, (t, _))| !t.is_empty())
-            .map(|(id, (t, ty))| Special {
-                text: (*t).to_owned(),
-                id: id as u32,
-                only_when_parsing: *ty != TokenType::UserDefined,
-            })
-            .collect();
-        // Longest first, as llama.cpp partitions.
-        specials.sort_by_key(|s| std::cmp::Reverse(s.text.len()));
-        Ok(Encoder { hf, specials })
+        Ok(Encoder { hf })
     }
 
-    pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
-        enum Fragment<'t> {
-            Text(&'t str),
-            Token(u32),
-        }
-        let mut fragments = vec![Fragment::Text(text)];
-        for special in self.specials.iter().filter(|s| parse_special || !s.only_when_parsing) {
-            let mut next = Vec::with_capacity(fragments.len());
-            for fragment in fragments {
-                let Fragment::Text(mut rest) = fragment else {
-                    next.push(fragment);
-                    continue;
-                };
-                while let Some(at) = rest.find(&special.text) {
-                    if at > 0 {
-                        next.push(Fragment::Text(&rest[..at]));
-                    }
-                    next.push(Fragment::Token(special.id));
-                    rest = &rest[at + special.text.len()..];
-                }
-                if !rest.is_empty() {
-                    next.push(Fragment::Text(rest));
-                }
-            }
-            fragments = next;
-        }
-        let mut ids = Vec::new();
-        for fragment in fragments {
-            match fragment {
-                Fragment::Token(id) => ids.push(id),
-                // Encoding plain text with this pipeline cannot fail (every byte maps to a vocabulary character).
-                Fragment::Text(t) => ids.extend(
-                    self.hf
-                        .encode(t, false)
-                        .map(|e| e.get_ids().to_vec())
-                        .unwrap_or_default(),
-                ),
-            }
-        }
-        ids
+    /// Token ids of plain text.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        // Encoding plain text with this pipeline cannot fail (every byte maps to a vocabulary character).
+        self.hf
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
     }
 }
 

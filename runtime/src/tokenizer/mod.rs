@@ -3,9 +3,13 @@
 //! Byte-level BPE (`tokenizer.ggml.model = "gpt2"`): text is split at special tokens, then by the pre-tokenizer
 //! regexes that `tokenizer.ggml.pre` names (applied one after another, each splitting the pieces of the previous one),
 //! bytes are mapped to GPT-2's printable characters, and merges are applied by rank. The `tokenizers` crate does the
-//! encoding; decoding maps each token back to its bytes here, so streaming never splits a UTF-8 character.
+//! encoding. SentencePiece-style BPE (`tokenizer.ggml.model = "llama"`, e.g. Gemma) merges by score (see `spm.rs`).
+//! Both first split the text at special tokens as llama.cpp does (`special.rs`). Decoding maps each token back to
+//! its bytes here, so streaming never splits a UTF-8 character.
 
 mod bpe;
+mod special;
+mod spm;
 mod stream;
 
 use hearth_kernel::gguf::{Gguf, Value};
@@ -161,10 +165,18 @@ fn promote_known_tokens(tokens: &[&str], types: &mut [TokenType], eos: Option<u3
     end
 }
 
+/// The model that turns plain text (special tokens already split off) into ids.
+#[derive(Debug)]
+enum Encoder {
+    Bpe(Box<bpe::Encoder>),
+    Spm(Box<spm::Encoder>),
+}
+
 /// A tokenizer for one model.
 #[derive(Debug)]
 pub struct Tokenizer {
-    encoder: bpe::Encoder,
+    encoder: Encoder,
+    specials: special::SpecialTokens,
     /// The bytes each token stands for (special tokens: their text).
     pieces: Vec<Vec<u8>>,
     types: Vec<TokenType>,
@@ -209,7 +221,7 @@ impl Tokenizer {
         let flag = |key: &str, default: bool| file.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
         let eos = special_id(file, "eos");
         let end_of_generation = promote_known_tokens(&tokens, &mut types, eos);
-        match model {
+        let (encoder, pieces): (Encoder, Vec<Vec<u8>>) = match model {
             "gpt2" => {
                 let merges: Vec<&str> = file
                     .get("tokenizer.ggml.merges")
@@ -220,7 +232,6 @@ impl Tokenizer {
                     .get("tokenizer.ggml.pre")
                     .and_then(|v| v.as_str())
                     .unwrap_or("default");
-                let encoder = bpe::Encoder::new(&tokens, &types, &merges, pre)?;
                 let pieces = tokens
                     .iter()
                     .zip(&types)
@@ -229,22 +240,45 @@ impl Tokenizer {
                         _ => t.as_bytes().to_vec(),
                     })
                     .collect();
-                Ok(Tokenizer {
-                    encoder,
+                (
+                    Encoder::Bpe(Box::new(bpe::Encoder::new(&tokens, &merges, pre)?)),
                     pieces,
-                    types,
-                    bos: special_id(file, "bos"),
-                    eos,
-                    add_bos: flag("tokenizer.ggml.add_bos_token", false),
-                    add_eos: flag("tokenizer.ggml.add_eos_token", false),
-                    end_of_generation,
-                })
+                )
             }
-            other => Err(TokenizerError::Unsupported {
-                what: "model",
-                name: other.to_owned(),
-            }),
-        }
+            "llama" => {
+                let scores: Vec<f32> = match file.get("tokenizer.ggml.scores") {
+                    Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
+                    _ => return Err(TokenizerError::Missing("tokenizer.ggml.scores")),
+                };
+                let pieces = tokens
+                    .iter()
+                    .zip(&types)
+                    .map(|(t, ty)| spm::piece_bytes(t, *ty))
+                    .collect();
+                let add_space_prefix = flag("tokenizer.ggml.add_space_prefix", true);
+                (
+                    Encoder::Spm(Box::new(spm::Encoder::new(&tokens, scores, add_space_prefix))),
+                    pieces,
+                )
+            }
+            other => {
+                return Err(TokenizerError::Unsupported {
+                    what: "model",
+                    name: other.to_owned(),
+                });
+            }
+        };
+        Ok(Tokenizer {
+            encoder,
+            specials: special::SpecialTokens::new(&tokens, &types),
+            pieces,
+            types,
+            bos: special_id(file, "bos"),
+            eos,
+            add_bos: flag("tokenizer.ggml.add_bos_token", model == "llama"),
+            add_eos: flag("tokenizer.ggml.add_eos_token", false),
+            end_of_generation,
+        })
     }
 
     /// Token ids of `text`. `add_special` adds BOS/EOS as the model asks; `parse_special` lets control tokens written
@@ -254,7 +288,27 @@ impl Tokenizer {
         if add_special && self.add_bos {
             ids.extend(self.bos);
         }
-        ids.extend(self.encoder.encode(text, parse_special));
+        // SentencePiece models with a space prefix give it to the first text piece and to each piece after a special
+        // token, as llama.cpp does.
+        let mut after_special = true;
+        for fragment in self.specials.split(text, parse_special) {
+            match fragment {
+                special::Fragment::Token(id) => {
+                    ids.push(id);
+                    after_special = true;
+                }
+                special::Fragment::Text(t) => {
+                    match &self.encoder {
+                        Encoder::Bpe(bpe) => ids.extend(bpe.encode(t)),
+                        Encoder::Spm(spm) if spm.adds_space_prefix() && after_special => {
+                            ids.extend(spm.encode(&format!(" {t}")))
+                        }
+                        Encoder::Spm(spm) => ids.extend(spm.encode(t)),
+                    }
+                    after_special = false;
+                }
+            }
+        }
         if add_special && self.add_eos {
             ids.extend(self.eos);
         }
