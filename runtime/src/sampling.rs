@@ -48,6 +48,11 @@ impl SamplerParams {
             ..Self::default()
         }
     }
+
+    /// Whether any repetition, frequency or presence penalty is on.
+    fn has_penalties(&self) -> bool {
+        self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
+    }
 }
 
 /// SplitMix64: a tiny, well-distributed generator; sampling needs reproducibility, not cryptographic strength.
@@ -91,6 +96,10 @@ impl Sampler {
 
     /// The next token after `history` (the tokens so far, for the penalties) given `logits`.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        if self.params.temperature <= 0.0 && !self.params.has_penalties() {
+            // Plain greedy: no need to copy the vocabulary into candidates.
+            return argmax(logits.iter().copied().enumerate());
+        }
         self.candidates.clear();
         self.candidates
             .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
@@ -140,7 +149,7 @@ impl Sampler {
 
     fn apply_penalties(&mut self, history: &[u32]) {
         let p = &self.params;
-        if p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
+        if !p.has_penalties() {
             return;
         }
         let recent = &history[history.len().saturating_sub(p.penalty_last_n)..];
@@ -159,6 +168,16 @@ impl Sampler {
             }
         }
     }
+}
+
+/// The index of the largest value (the last on ties), 0 for none.
+fn argmax(values: impl Iterator<Item = (usize, f32)>) -> u32 {
+    values
+        .fold(None, |best: Option<(usize, f32)>, (i, v)| match best {
+            Some((_, b)) if b > v => best,
+            _ => Some((i, v)),
+        })
+        .map_or(0, |(i, _)| i as u32)
 }
 
 /// Replaces each candidate's logit `l` with `softmax(l / temperature)`.

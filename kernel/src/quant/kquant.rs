@@ -144,6 +144,24 @@ pub(super) fn fit_symmetric_scale(nmax: i32, x: &[f32], levels: &mut [u8]) -> f3
     scale
 }
 
+/// The low 4 bits of Q4_K/Q5_K levels in element order. `qs` holds four 64-element chunks of 32 bytes: byte `l` of
+/// chunk `c` has element `64c + l` in its low nibble and element `64c + 32 + l` in its high nibble.
+#[inline]
+pub(super) fn unpack_nibbles_k(qs: &[u8; QK_K / 2]) -> [u8; QK_K] {
+    core::array::from_fn(|e| {
+        let byte = qs[32 * (e / 64) + e % 32];
+        if e % 64 < 32 { byte & 0xf } else { byte >> 4 }
+    })
+}
+
+/// Packs the low 4 bits of 256 levels into the Q4_K/Q5_K `qs` layout: the inverse of [`unpack_nibbles_k`].
+pub(super) fn pack_nibbles_k(levels: &[u8; QK_K]) -> [u8; QK_K / 2] {
+    core::array::from_fn(|b| {
+        let e = 64 * (b / 32) + b % 32;
+        (levels[e] & 0xf) | ((levels[e + 32] & 0xf) << 4)
+    })
+}
+
 /// Unpacks the eight 6-bit (scale, min) pairs of a Q4_K/Q5_K block.
 ///
 /// Bytes 0-3 hold scales 0-3 in their low 6 bits, bytes 4-7 mins 0-3; bytes 8-11 hold the low 4 bits of scales 4-7

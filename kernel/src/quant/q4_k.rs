@@ -7,7 +7,9 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::kquant::{QK_K, dequantize_scale_min, dot_scale_min, quantize_scale_min_superblock};
+use super::kquant::{
+    QK_K, dequantize_scale_min, dot_scale_min, pack_nibbles_k, quantize_scale_min_superblock, unpack_nibbles_k,
+};
 use super::{BlockQ8_K, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -31,10 +33,7 @@ impl BlockQ4_K {
     /// The 256 levels (0..=15), in element order.
     #[inline]
     pub fn levels(&self) -> [u8; QK_K] {
-        core::array::from_fn(|e| {
-            let byte = self.qs[32 * (e / 64) + e % 32];
-            if e % 64 < 32 { byte & 0xf } else { byte >> 4 }
-        })
+        unpack_nibbles_k(&self.qs)
     }
 }
 
@@ -49,11 +48,12 @@ impl QuantBlock for BlockQ4_K {
 impl Quantize for BlockQ4_K {
     fn quantize(x: &[f32]) -> Self {
         let (d, dmin, scales, levels) = quantize_scale_min_superblock(x, 15, -1.0, 20);
-        let qs = core::array::from_fn(|b| {
-            let e = 64 * (b / 32) + b % 32;
-            levels[e] | (levels[e + 32] << 4)
-        });
-        BlockQ4_K { d, dmin, scales, qs }
+        BlockQ4_K {
+            d,
+            dmin,
+            scales,
+            qs: pack_nibbles_k(&levels),
+        }
     }
 }
 

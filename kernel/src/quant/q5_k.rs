@@ -4,7 +4,9 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::kquant::{QK_K, dequantize_scale_min, dot_scale_min, quantize_scale_min_superblock};
+use super::kquant::{
+    QK_K, dequantize_scale_min, dot_scale_min, pack_nibbles_k, quantize_scale_min_superblock, unpack_nibbles_k,
+};
 use super::{BlockQ8_K, QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
 
@@ -30,11 +32,8 @@ impl BlockQ5_K {
     /// The 256 levels (0..=31), in element order.
     #[inline]
     pub fn levels(&self) -> [u8; QK_K] {
-        core::array::from_fn(|e| {
-            let byte = self.qs[32 * (e / 64) + e % 32];
-            let low = if e % 64 < 32 { byte & 0xf } else { byte >> 4 };
-            low | (((self.qh[e % 32] >> (e / 32)) & 1) << 4)
-        })
+        let low = unpack_nibbles_k(&self.qs);
+        core::array::from_fn(|e| low[e] | (((self.qh[e % 32] >> (e / 32)) & 1) << 4))
     }
 }
 
@@ -49,10 +48,7 @@ impl QuantBlock for BlockQ5_K {
 impl Quantize for BlockQ5_K {
     fn quantize(x: &[f32]) -> Self {
         let (d, dmin, scales, levels) = quantize_scale_min_superblock(x, 31, -0.5, 15);
-        let qs = core::array::from_fn(|b| {
-            let e = 64 * (b / 32) + b % 32;
-            (levels[e] & 0xf) | ((levels[e + 32] & 0xf) << 4)
-        });
+        let qs = pack_nibbles_k(&levels);
         let qh = core::array::from_fn(|l| (0..8).fold(0u8, |h, j| h | ((levels[32 * j + l] >> 4) << j)));
         BlockQ5_K {
             d,

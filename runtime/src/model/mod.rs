@@ -367,7 +367,6 @@ impl<'a> Model<'a> {
             Logits::All => &mut x[..],
         };
         norm::rms_norm(rows, &self.out_norm, c.eps)?;
-        scratch.logits.truncate(0);
         let out = sized(&mut scratch.logits, rows.len() / dim * self.output.n_out);
         matmul(isa, &self.output, rows, out, mm)?;
         Ok(out)

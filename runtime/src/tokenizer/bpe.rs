@@ -35,28 +35,40 @@ fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// GPT-2 maps each byte to a printable character: bytes that are printable Latin-1 stay themselves, the other 68 map
-/// to U+0100.. in byte order. This inverts that mapping for one token string.
+/// Bytes GPT-2's byte-level mapping shows as themselves (printable Latin-1).
+const fn printable(b: u32) -> bool {
+    matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff)
+}
+
+/// The 68 other bytes in order: byte `UNPRINTABLE[n]` is shown as U+0100 + n.
+const UNPRINTABLE: [u8; 68] = {
+    let mut table = [0u8; 68];
+    let (mut b, mut n) = (0u32, 0usize);
+    while b < 256 {
+        if !printable(b) {
+            table[n] = b as u8;
+            n += 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// Inverts GPT-2's byte-to-character mapping for one token string.
 pub(super) fn unmap_bytes(token: &str) -> Vec<u8> {
-    let printable = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
-    token
-        .chars()
-        .flat_map(|ch| {
-            let c = ch as u32;
-            if printable(c) {
-                vec![c as u8]
-            } else if (0x100..0x100 + 68).contains(&c) {
-                (0u32..=255)
-                    .filter(|&b| !printable(b))
-                    .nth((c - 0x100) as usize)
-                    .map(|b| vec![b as u8])
-                    .unwrap_or_default()
-            } else {
-                // Not a byte-level character (e.g. in an added token): keep its UTF-8.
-                ch.to_string().into_bytes()
-            }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(token.len());
+    for ch in token.chars() {
+        let c = ch as u32;
+        if printable(c) {
+            out.push(c as u8);
+        } else if let Some(&b) = c.checked_sub(0x100).and_then(|n| UNPRINTABLE.get(n as usize)) {
+            out.push(b);
+        } else {
+            // Not a byte-level character (e.g. in an added token): keep its UTF-8.
+            out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+    }
+    out
 }
 
 /// BPE-encodes text (special tokens were split off before).
