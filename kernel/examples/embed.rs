@@ -166,8 +166,6 @@ impl<'a> Model<'a> {
             scale: 1.0 / (hd as f32).sqrt(),
             window: None,
             softcap: None,
-            // Mirror llama.cpp's default attention arithmetic, so greedy outputs match it.
-            f16_accumulator: true,
         };
         for (li, layer) in self.layers.iter().enumerate() {
             norm::rms_norm_into(&x, &layer.attn_norm, c.eps, &mut h)?;
@@ -185,14 +183,14 @@ impl<'a> Model<'a> {
                     &v[t * kv_dim..][..kv_dim],
                 )?;
             }
-            attention(&params, &q, kv, li, first_pos, &mut attn)?;
+            attention(isa, &params, &q, kv, li, first_pos, &mut attn)?;
             matmul(isa, &layer.wo, &attn, &mut proj, &mut scratch)?;
             act::add_assign(&mut x, &proj)?;
 
             norm::rms_norm_into(&x, &layer.ffn_norm, c.eps, &mut h)?;
             matmul(isa, &layer.gate, &h, &mut gate, &mut scratch)?;
             matmul(isa, &layer.up, &h, &mut up, &mut scratch)?;
-            act::gated(&mut gate, &up, act::silu)?;
+            act::swiglu(&mut gate, &up)?;
             matmul(isa, &layer.down, &gate, &mut proj, &mut scratch)?;
             act::add_assign(&mut x, &proj)?;
         }

@@ -1,10 +1,11 @@
-//! Attention over the KV cache against a naive two-pass reference (materialised scores, softmax, weighted sum),
-//! computed in f64 from the values the cache actually holds (f16- or Q8_0-rounded) and, for an f16 cache, from the
-//! f16-rounded query the kernel uses.
+//! Attention over the KV cache, on every ISA, against a naive two-pass reference (materialised scores, softmax,
+//! weighted sum) computed in f64 from the values the cache actually holds (f16- or Q8_0-rounded) and from the query
+//! as the kernel's path sees it (f16-rounded or Q8_0-quantized on the per-row paths, f32 on the tiled one).
 
-use hearth_kernel::ops::attention::{AttentionParams, attention};
+use hearth_kernel::ops::attention::{AttentionParams, LONG_RANGE, TILE, attention};
 use hearth_kernel::ops::kv::{KvCache, KvType};
 use hearth_kernel::quant;
+use hearth_kernel::simd::Isa;
 
 fn signal(seed: usize, n: usize) -> Vec<f32> {
     (0..n)
@@ -40,7 +41,16 @@ fn run(case: &Case) {
         first_pos,
         n_tokens,
     } = *case;
-    let emulate = p.f16_accumulator && kind == KvType::F16;
+    // Which path the kernel takes decides how it rounds the query and how precisely it accumulates.
+    let tiled = kind == KvType::F16 && n_tokens >= TILE;
+    type QuerySeen = fn(&[f32]) -> Vec<f32>;
+    let (query_seen, tolerance): (QuerySeen, f64) = match kind {
+        _ if tiled => (|q| q.to_vec(), 2e-5),
+        KvType::F16 if first_pos + 1 >= LONG_RANGE => (|q| stored(KvType::F16, q), 1e-4),
+        // Over short ranges the per-row f16 path accumulates in f16 (see attention.rs): exact to f16 precision.
+        KvType::F16 => (|q| stored(KvType::F16, q), 1e-2),
+        KvType::Q8_0 => (|q| stored(KvType::Q8_0, q), 2e-3),
+    };
     let (kv_width, q_width) = (p.n_kv_heads * p.head_dim, p.n_heads * p.head_dim);
     let n_pos = first_pos + n_tokens;
     let layer = 1;
@@ -53,8 +63,30 @@ fn run(case: &Case) {
         values.push(stored(kind, &v));
     }
     let q = signal(7, n_tokens * q_width);
-    let mut out = vec![f32::NAN; q.len()];
-    attention(&p, &q, &cache, layer, first_pos, &mut out).unwrap();
+    for isa in Isa::available() {
+        let mut out = vec![f32::NAN; q.len()];
+        attention(isa, &p, &q, &cache, layer, first_pos, &mut out).unwrap();
+        check(case, &q, &keys, &values, &out, query_seen, tolerance, isa);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    case: &Case,
+    q: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    out: &[f32],
+    query_seen: fn(&[f32]) -> Vec<f32>,
+    tolerance: f64,
+    isa: Isa,
+) {
+    let Case {
+        kind,
+        p,
+        first_pos,
+        n_tokens,
+    } = *case;
 
     let group = p.n_heads / p.n_kv_heads;
     for t in 0..n_tokens {
@@ -62,10 +94,7 @@ fn run(case: &Case) {
         let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         for h in 0..p.n_heads {
             let kv_h = h / group;
-            let qh: Vec<f32> = q[(t * p.n_heads + h) * p.head_dim..][..p.head_dim]
-                .iter()
-                .map(|&v| if emulate { half::f16::from_f32(v).to_f32() } else { v })
-                .collect();
+            let qh = query_seen(&q[(t * p.n_heads + h) * p.head_dim..][..p.head_dim]);
             let scores: Vec<f64> = (start..=pos)
                 .map(|j| {
                     let k = &keys[j][kv_h * p.head_dim..][..p.head_dim];
@@ -83,11 +112,9 @@ fn run(case: &Case) {
                     .sum::<f64>()
                     / total;
                 let got = out[(t * p.n_heads + h) * p.head_dim + d] as f64;
-                // ggml-style f16 accumulation (see attention.rs) is exact only to f16 precision.
-                let tolerance = if emulate { 1e-2 } else { 2e-5 };
                 assert!(
                     (got - expected).abs() < tolerance * (1.0 + expected.abs()),
-                    "{kind:?} t={t} h={h} d={d}: {got} vs {expected}"
+                    "{isa} {kind:?} t={t} h={h} d={d}: {got} vs {expected}"
                 );
             }
         }
@@ -102,7 +129,6 @@ fn params(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionParams
         scale: 1.0 / (head_dim as f32).sqrt(),
         window: None,
         softcap: None,
-        f16_accumulator: false,
     }
 }
 
@@ -166,22 +192,27 @@ fn soft_capped_scores() {
 }
 
 #[test]
-fn ggml_style_f16_accumulation_stays_close() {
+fn tiled_prefill_of_a_long_batch() {
+    // Not a multiple of the tile, starting mid-tile after a cached prefix.
+    run(&Case {
+        kind: KvType::F16,
+        p: params(6, 2, 64),
+        first_pos: 30,
+        n_tokens: 150,
+    });
+}
+
+#[test]
+fn tiled_prefill_with_a_sliding_window() {
     let p = AttentionParams {
-        f16_accumulator: true,
-        ..params(6, 2, 64)
+        window: Some(40),
+        ..params(4, 2, 64)
     };
     run(&Case {
         kind: KvType::F16,
         p,
-        first_pos: 0,
-        n_tokens: 9,
-    });
-    run(&Case {
-        kind: KvType::F16,
-        p,
-        first_pos: 200,
-        n_tokens: 2,
+        first_pos: 100,
+        n_tokens: 90,
     });
 }
 
@@ -199,9 +230,10 @@ fn q8_0_cache() {
 fn bad_shapes_are_errors() {
     let cache = KvCache::new(KvType::F16, 1, 2, 64, 8).unwrap();
     let mut out = vec![0f32; 4 * 64];
-    assert!(attention(&params(4, 3, 64), &[0.0; 256], &cache, 0, 0, &mut out).is_err());
-    assert!(attention(&params(4, 2, 64), &[0.0; 256], &cache, 1, 0, &mut out).is_err());
-    assert!(attention(&params(4, 2, 64), &[0.0; 256], &cache, 0, 8, &mut out).is_err());
+    let isa = Isa::Scalar;
+    assert!(attention(isa, &params(4, 3, 64), &[0.0; 256], &cache, 0, 0, &mut out).is_err());
+    assert!(attention(isa, &params(4, 2, 64), &[0.0; 256], &cache, 1, 0, &mut out).is_err());
+    assert!(attention(isa, &params(4, 2, 64), &[0.0; 256], &cache, 0, 8, &mut out).is_err());
     assert!(KvCache::new(KvType::Q8_0, 1, 1, 48, 4).is_err());
     let mut cache = cache;
     assert!(cache.store(0, 8, &[0.0; 128], &[0.0; 128]).is_err());

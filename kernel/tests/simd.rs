@@ -173,3 +173,51 @@ fn isa_names_round_trip() {
     assert_eq!(Isa::available()[0], Isa::Scalar);
     assert_eq!(Isa::by_name("no-such-isa"), None);
 }
+
+/// The float primitives of every ISA against the scalar reference, bit for bit (they mirror ggml's arithmetic, so
+/// "close" is not enough), for lengths with and without ragged tails.
+#[test]
+fn float_primitives_are_bit_identical_to_the_reference() {
+    use half::f16;
+    use hearth_kernel::simd::float::reference;
+    let mut rng = Rng(7);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits16 = |v: &[f16]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for isa in Isa::available() {
+        for n in [1, 7, 8, 31, 32, 64, 100, 128, 259] {
+            let x: Vec<f16> = signal(&mut rng, n).iter().map(|&v| f16::from_f32(v)).collect();
+            let y: Vec<f16> = signal(&mut rng, n).iter().map(|&v| f16::from_f32(v)).collect();
+
+            let (mut a, mut b) = (y.clone(), y.clone());
+            isa.mad_f16(&mut a, &x, 0.37);
+            reference::mad_f16(&mut b, &x, 0.37);
+            assert_eq!(bits16(&a), bits16(&b), "{isa} mad_f16 n={n}");
+            isa.scale_f16(&mut a, 0.61);
+            reference::scale_f16(&mut b, 0.61);
+            assert_eq!(bits16(&a), bits16(&b), "{isa} scale_f16 n={n}");
+
+            let xf = signal(&mut rng, n);
+            let (mut a, mut b) = (signal(&mut rng, n), Vec::new());
+            b.clone_from(&a);
+            isa.mad_f32(&mut a, &xf, -1.3);
+            reference::mad_f32(&mut b, &xf, -1.3);
+            assert_eq!(bits(&a), bits(&b), "{isa} mad_f32 n={n}");
+
+            let scores: Vec<f32> = signal(&mut rng, n).iter().map(|v| v * 60.0).collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (mut a, mut b) = (scores.clone(), scores);
+            a[0] = f32::NEG_INFINITY;
+            b[0] = f32::NEG_INFINITY;
+            let (sa, sb) = (isa.exp_sum(&mut a, max), reference::exp_sum(&mut b, max));
+            assert_eq!(bits(&a), bits(&b), "{isa} exp_sum values n={n}");
+            assert_eq!(sa.to_bits(), sb.to_bits(), "{isa} exp_sum n={n}");
+
+            let q = signal(&mut rng, 64);
+            let kt = signal(&mut rng, 64 * n);
+            let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            isa.dot_columns(&kt, &q, &mut a);
+            reference::dot_columns(&kt, &q, &mut b);
+            assert_eq!(bits(&a), bits(&b), "{isa} dot_columns n={n}");
+        }
+    }
+}

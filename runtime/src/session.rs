@@ -7,6 +7,9 @@ use hearth_kernel::simd::Isa;
 use crate::model::{Logits, Model, ModelError, Scratch};
 use crate::sampling::Sampler;
 
+/// Tokens per forward pass while prefilling (llama.cpp's default `n_ubatch`).
+pub const UBATCH: usize = 512;
+
 /// A conversation's state on one model.
 #[derive(Debug)]
 pub struct Session<'m, 'a> {
@@ -53,15 +56,13 @@ impl<'m, 'a> Session<'m, 'a> {
         // The last prompt token always runs: its logits are the answer.
         let reused = shared.min(prompt.len().saturating_sub(1));
         self.tokens.truncate(reused);
-        self.model.forward(
-            self.isa,
-            &prompt[reused..],
-            reused,
-            &mut self.kv,
-            &mut self.scratch,
-            Logits::Last,
-        )?;
-        self.tokens.extend_from_slice(&prompt[reused..]);
+        // Batches of at most UBATCH tokens, as llama.cpp splits them: attention arithmetic depends on batch size.
+        for batch in prompt[reused..].chunks(UBATCH) {
+            let pos = self.tokens.len();
+            self.model
+                .forward(self.isa, batch, pos, &mut self.kv, &mut self.scratch, Logits::Last)?;
+            self.tokens.extend_from_slice(batch);
+        }
         Ok(reused)
     }
 

@@ -41,6 +41,7 @@ macro_rules! entry_points {
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod float;
 #[cfg(hearth_x86_simd)]
 pub mod x86;
 

@@ -99,8 +99,8 @@ impl std::fmt::Debug for Model<'_> {
 pub enum Logits {
     /// Only the last token (generation).
     Last,
-    /// Every token (perplexity).
-    All,
+    /// The tokens from this index of the batch on (perplexity scores only a chunk's second half).
+    From(usize),
 }
 
 /// Buffers reused across forward passes (grown to the largest batch seen).
@@ -254,7 +254,7 @@ impl<'a> Model<'a> {
     }
 
     /// Runs `tokens` at positions `first_pos..`, storing their keys and values in `kv`, and returns the logits
-    /// (`[vocab]` for [`Logits::Last`], `[n_tokens, vocab]` for [`Logits::All`]).
+    /// (`[vocab]` for [`Logits::Last`], `[n_tokens - i, vocab]` for [`Logits::From`]`(i)`).
     pub fn forward<'s>(
         &self,
         isa: Isa,
@@ -295,11 +295,6 @@ impl<'a> Model<'a> {
         let gate = sized(&mut scratch.gate, n * c.ff_dim);
         let up = sized(&mut scratch.up, n * c.ff_dim);
         let mm = &mut scratch.matmul;
-        let ffn_act = if c.arch == Arch::Gemma3 {
-            act::gelu_tanh
-        } else {
-            act::silu
-        };
 
         for (il, layer) in self.layers.iter().enumerate() {
             let la = &c.layers[il];
@@ -341,10 +336,8 @@ impl<'a> Model<'a> {
                 scale: c.attn_scale,
                 window: la.window,
                 softcap: None,
-                // Mirror llama.cpp's default attention arithmetic, so greedy outputs match it.
-                f16_accumulator: true,
             };
-            attention(&params, q, kv, il, first_pos, attn)?;
+            attention(isa, &params, q, kv, il, first_pos, attn)?;
             matmul(isa, &layer.wo, attn, o, mm)?;
             if let Some(post) = &layer.post_attn_norm {
                 norm::rms_norm(o, post, c.eps)?;
@@ -354,7 +347,11 @@ impl<'a> Model<'a> {
             norm::rms_norm_into(x, &layer.ffn_norm, c.eps, h)?;
             matmul(isa, &layer.gate, h, gate, mm)?;
             matmul(isa, &layer.up, h, up, mm)?;
-            act::gated(gate, up, ffn_act)?;
+            if c.arch == Arch::Gemma3 {
+                act::geglu(gate, up)?;
+            } else {
+                act::swiglu(gate, up)?;
+            }
             matmul(isa, &layer.down, gate, o, mm)?;
             if let Some(post) = &layer.post_ffn_norm {
                 norm::rms_norm(o, post, c.eps)?;
@@ -364,7 +361,7 @@ impl<'a> Model<'a> {
 
         let rows = match logits {
             Logits::Last => &mut x[(n - 1) * dim..],
-            Logits::All => &mut x[..],
+            Logits::From(i) => &mut x[i.min(n - 1) * dim..],
         };
         norm::rms_norm(rows, &self.out_norm, c.eps)?;
         let out = sized(&mut scratch.logits, rows.len() / dim * self.output.n_out);

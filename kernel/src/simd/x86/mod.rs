@@ -1,6 +1,7 @@
 //! x86-64 capability tokens and kernels.
 
 pub mod avx2;
+pub mod float;
 
 /// Proof that the CPU supports AVX2, FMA and F16C (obtainable only through [`Avx2::detect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,187 @@
+//! Float vector primitives for attention, with the arithmetic of ggml's CPU backend on x86 (its
+//! summation trees, fused multiply-adds and f16 roundings), so hearth's outputs match llama.cpp's token for token.
+//!
+//! The scalar functions here are the reference: they spell out lane by lane what the AVX2 kernels compute, and are
+//! bit-identical to them. ISAs without kernels of their own for these operations use the reference.
+
+use half::f16;
+
+use super::Isa;
+
+/// Lanes of the AVX2 accumulators whose summation order the reference mirrors.
+const LANES: usize = 8;
+
+#[inline]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    libm::fmaf(a, b, c)
+}
+
+/// Horizontal sum of 8 lanes in the order of ggml's softmax (`movehl` then `movehdup`).
+#[inline]
+fn movehl_tree(v: &[f32; LANES]) -> f32 {
+    let t: [f32; 4] = core::array::from_fn(|i| v[i] + v[i + 4]);
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// `exp(x)` as ggml's vectorised `ggml_v_expf` computes it for one lane (within 1.5 ULP of the true value; the same
+/// bits as the SIMD versions).
+pub fn expf(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = fma(x, f32::from_bits(0x3fb8_aa3b), r); // log2(e)
+    let n = z - r;
+    let b = fma(-n, f32::from_bits(0x35bf_be8e), fma(-n, f32::from_bits(0x3f31_7200), x)); // ln2 lo, hi
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
+    let u = b * b;
+    let j = fma(
+        fma(
+            fma(f32::from_bits(0x3c07_2010), b, f32::from_bits(0x3d2b_9f17)),
+            u,
+            fma(f32::from_bits(0x3e2a_af33), b, f32::from_bits(0x3eff_fedb)),
+        ),
+        u,
+        f32::from_bits(0x3f7f_fff6) * b,
+    );
+    // `partial_cmp` so NaN takes the same branches as the vector code's ordered compares (false for NaN).
+    let beyond = |limit: f32| n.abs().partial_cmp(&limit) == Some(core::cmp::Ordering::Greater);
+    if !beyond(126.0) {
+        return fma(j, k, k);
+    }
+    let g = if n <= 0.0 { 0x8200_0000u32 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    if beyond(192.0) { s1 * s1 } else { fma(s2, j, s2) * s1 }
+}
+
+/// Reference kernels (see the module docs).
+pub mod reference {
+    use super::*;
+
+    /// `y = f16(x·v + y)`, fused, element-wise (ggml's `ggml_vec_mad_f16`).
+    pub fn mad_f16(y: &mut [f16], x: &[f16], v: f32) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = f16::from_f32(fma(x.to_f32(), v, y.to_f32()));
+        }
+    }
+
+    /// `y = f16(y·v)` element-wise.
+    pub fn scale_f16(y: &mut [f16], v: f32) {
+        for y in y {
+            *y = f16::from_f32(y.to_f32() * v);
+        }
+    }
+
+    /// `y = x·v + y`, fused, element-wise (ggml's `ggml_vec_mad_f32`).
+    pub fn mad_f32(y: &mut [f32], x: &[f32], v: f32) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = fma(*x, v, *y);
+        }
+    }
+
+    /// `out[j] = Σ_d q[d]·kt[d][j]` for `kt: [q.len(), out.len()]`, each sum a chain of fused multiply-adds in `d`
+    /// order starting from 0 (the order of ggml's tiled attention GEMM).
+    pub fn dot_columns(kt: &[f32], q: &[f32], out: &mut [f32]) {
+        out.fill(0.0);
+        let n = out.len();
+        for (&qd, row) in q.iter().zip(kt.chunks_exact(n)) {
+            for (o, &k) in out.iter_mut().zip(row) {
+                *o = fma(k, qd, *o);
+            }
+        }
+    }
+
+    /// `x[i] = exp(x[i] - max)` with [`expf`](super::expf), returning `Σ x[i]` summed per 8 lanes into an f64
+    /// (ggml's `ggml_vec_soft_max_f32`; a tail of fewer than 8 uses libm's `expf`).
+    pub fn exp_sum(x: &mut [f32], max: f32) -> f64 {
+        let mut sum = 0f64;
+        let (body, tail) = x.as_chunks_mut::<LANES>();
+        for lanes in body {
+            for v in lanes.iter_mut() {
+                *v = super::expf(*v - max);
+            }
+            sum += f64::from(movehl_tree(lanes));
+        }
+        for v in tail {
+            *v = libm::expf(*v - max);
+            sum += f64::from(*v);
+        }
+        sum
+    }
+}
+
+impl Isa {
+    /// `y = f16(x·v + y)` ([`reference::mad_f16`]).
+    #[inline]
+    pub fn mad_f16(self, y: &mut [f16], x: &[f16], v: f32) {
+        debug_assert_eq!(x.len(), y.len());
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::mad_f16(token, y, x, v),
+            _ => reference::mad_f16(y, x, v),
+        }
+    }
+
+    /// `y = f16(y·v)` ([`reference::scale_f16`]).
+    #[inline]
+    pub fn scale_f16(self, y: &mut [f16], v: f32) {
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::scale_f16(token, y, v),
+            _ => reference::scale_f16(y, v),
+        }
+    }
+
+    /// `y = x·v + y` ([`reference::mad_f32`]).
+    #[inline]
+    pub fn mad_f32(self, y: &mut [f32], x: &[f32], v: f32) {
+        debug_assert_eq!(x.len(), y.len());
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::mad_f32(token, y, x, v),
+            _ => reference::mad_f32(y, x, v),
+        }
+    }
+
+    /// `out[j] = Σ_d q[d]·kt[d][j]` ([`reference::dot_columns`]).
+    #[inline]
+    pub fn dot_columns(self, kt: &[f32], q: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(kt.len(), q.len() * out.len());
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::dot_columns(token, kt, q, out),
+            _ => reference::dot_columns(kt, q, out),
+        }
+    }
+
+    /// `x = exp(x - max)`, returning the sum ([`reference::exp_sum`]).
+    #[inline]
+    pub fn exp_sum(self, x: &mut [f32], max: f32) -> f64 {
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::exp_sum(token, x, max),
+            _ => reference::exp_sum(x, max),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expf_is_close_to_libm() {
+        // Results in the normal range (subnormals carry fewer significant bits).
+        for i in -1740..=1760 {
+            let x = i as f32 * 0.05;
+            let (ours, exact) = (expf(x), libm::exp(f64::from(x)));
+            assert!(
+                ((f64::from(ours) - exact) / exact).abs() < 3e-7,
+                "exp({x}) = {ours}, want {exact}"
+            );
+        }
+        assert_eq!(expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf(-200.0), 0.0);
+        assert_eq!(expf(0.0), 1.0);
+        assert!(expf(100.0).is_infinite());
+    }
+}

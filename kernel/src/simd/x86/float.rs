@@ -1,0 +1,196 @@
+//! AVX2 + FMA + F16C float kernels, bit-identical to [`crate::simd::float::reference`] (which documents each one).
+
+use core::arch::x86_64::*;
+
+use half::f16;
+
+use super::Avx2;
+
+/// Defines a safe entry point per kernel; the token proves the CPU features were detected.
+macro_rules! entry {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(_: Avx2, $($arg: $ty),*) $(-> $ret)? {
+                // SAFETY: an `Avx2` token exists only after AVX2, FMA and F16C were detected.
+                unsafe { kernels::$name($($arg),*) }
+            }
+        )*
+    };
+}
+
+entry! {
+    /// `y = f16(x·v + y)`.
+    fn mad_f16(y: &mut [f16], x: &[f16], v: f32);
+    /// `y = f16(y·v)`.
+    fn scale_f16(y: &mut [f16], v: f32);
+    /// `y = x·v + y`.
+    fn mad_f32(y: &mut [f32], x: &[f32], v: f32);
+    /// `out[j] = Σ_d q[d]·kt[d][j]`.
+    fn dot_columns(kt: &[f32], q: &[f32], out: &mut [f32]);
+    /// `x = exp(x - max)`, returning the sum.
+    fn exp_sum(x: &mut [f32], max: f32) -> f64;
+}
+
+mod kernels {
+    use super::*;
+    use crate::simd::float::reference;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load_f16(x: &[f16; 8]) -> __m256 {
+        // SAFETY: `x` is 16 readable bytes; the unaligned load has no alignment requirement.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(x.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn store_f16(y: &mut [f16; 8], v: __m256) {
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        // SAFETY: `y` is 16 writable bytes; the unaligned store has no alignment requirement.
+        unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), h) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load(x: &[f32; 8]) -> __m256 {
+        // SAFETY: `x` is 32 readable bytes; the unaligned load has no alignment requirement.
+        unsafe { _mm256_loadu_ps(x.as_ptr()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn store(y: &mut [f32; 8], v: __m256) {
+        // SAFETY: `y` is 32 writable bytes; the unaligned store has no alignment requirement.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr(), v) }
+    }
+
+    /// ggml's `ggml_v_expf` for 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn expf8(x: __m256) -> __m256 {
+        let r = _mm256_set1_ps(f32::from_bits(0x4b40_0000));
+        let z = _mm256_fmadd_ps(x, _mm256_set1_ps(f32::from_bits(0x3fb8_aa3b)), r);
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(
+            n,
+            _mm256_set1_ps(f32::from_bits(0x35bf_be8e)),
+            _mm256_fnmadd_ps(n, _mm256_set1_ps(f32::from_bits(0x3f31_7200)), x),
+        );
+        let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0))));
+        let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+        let c = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(126.0));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(
+                    _mm256_set1_ps(f32::from_bits(0x3c07_2010)),
+                    b,
+                    _mm256_set1_ps(f32::from_bits(0x3d2b_9f17)),
+                ),
+                u,
+                _mm256_fmadd_ps(
+                    _mm256_set1_ps(f32::from_bits(0x3e2a_af33)),
+                    b,
+                    _mm256_set1_ps(f32::from_bits(0x3eff_fedb)),
+                ),
+            ),
+            u,
+            _mm256_mul_ps(_mm256_set1_ps(f32::from_bits(0x3f7f_fff6)), b),
+        );
+        if _mm256_movemask_ps(c) == 0 {
+            return _mm256_fmadd_ps(j, k, k);
+        }
+        let g = _mm256_and_si256(
+            _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps())),
+            _mm256_set1_epi32(0x8200_0000u32 as i32),
+        );
+        let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+        let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+        let d = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(192.0));
+        _mm256_or_ps(
+            _mm256_and_ps(d, _mm256_mul_ps(s1, s1)),
+            _mm256_andnot_ps(
+                d,
+                _mm256_or_ps(
+                    _mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                    _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)),
+                ),
+            ),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn mad_f16(y: &mut [f16], x: &[f16], v: f32) {
+        let vv = _mm256_set1_ps(v);
+        let (ys, y_tail) = y.as_chunks_mut::<8>();
+        let (xs, x_tail) = x.as_chunks::<8>();
+        for (y, x) in ys.iter_mut().zip(xs) {
+            store_f16(y, _mm256_fmadd_ps(load_f16(x), vv, load_f16(y)));
+        }
+        reference::mad_f16(y_tail, x_tail, v);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn scale_f16(y: &mut [f16], v: f32) {
+        let vv = _mm256_set1_ps(v);
+        let (ys, tail) = y.as_chunks_mut::<8>();
+        for y in ys {
+            store_f16(y, _mm256_mul_ps(load_f16(y), vv));
+        }
+        reference::scale_f16(tail, v);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn mad_f32(y: &mut [f32], x: &[f32], v: f32) {
+        let vv = _mm256_set1_ps(v);
+        let (ys, y_tail) = y.as_chunks_mut::<8>();
+        let (xs, x_tail) = x.as_chunks::<8>();
+        for (y, x) in ys.iter_mut().zip(xs) {
+            store(y, _mm256_fmadd_ps(load(x), vv, load(y)));
+        }
+        reference::mad_f32(y_tail, x_tail, v);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_columns(kt: &[f32], q: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        let whole = n / 8 * 8;
+        // Eight columns at a time, each lane its own chain over d (the same order as the reference).
+        for c in (0..whole).step_by(8) {
+            let mut acc = _mm256_setzero_ps();
+            for (&qd, row) in q.iter().zip(kt.chunks_exact(n)) {
+                let k: &[f32; 8] = row[c..c + 8].try_into().expect("8 columns");
+                acc = _mm256_fmadd_ps(load(k), _mm256_set1_ps(qd), acc);
+            }
+            store((&mut out[c..c + 8]).try_into().expect("8 columns"), acc);
+        }
+        if whole < n {
+            let mut tail = [0f32; 8];
+            let tail = &mut tail[..n - whole];
+            for (&qd, row) in q.iter().zip(kt.chunks_exact(n)) {
+                for (o, &k) in tail.iter_mut().zip(&row[whole..]) {
+                    *o = libm::fmaf(k, qd, *o);
+                }
+            }
+            out[whole..].copy_from_slice(tail);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn exp_sum(x: &mut [f32], max: f32) -> f64 {
+        let vmax = _mm256_set1_ps(max);
+        let (body, tail) = x.as_chunks_mut::<8>();
+        let mut sum = 0f64;
+        for lanes in body {
+            let v = expf8(_mm256_sub_ps(load(lanes), vmax));
+            store(lanes, v);
+            let s = _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            sum += f64::from(_mm_cvtss_f32(s));
+        }
+        sum + reference::exp_sum(tail, max)
+    }
+}
