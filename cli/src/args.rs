@@ -24,6 +24,24 @@ impl ModelArg {
     }
 }
 
+/// How many threads the kernels use.
+#[derive(Debug, Args)]
+pub struct ThreadsArg {
+    /// Threads (default: all cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+}
+
+impl ThreadsArg {
+    /// Sizes the kernels' thread pool (call before any model work).
+    pub fn apply(&self) -> anyhow::Result<()> {
+        if let Some(n) = self.threads {
+            hearth_runtime::set_threads(n).map_err(|e| anyhow::anyhow!("cannot use {n} threads: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The text of a `-p/--prompt` argument: its value, or standard input when it is `-` or absent.
 pub fn prompt_text(arg: Option<&str>) -> anyhow::Result<String> {
     match arg {

@@ -39,9 +39,10 @@ impl Progress for Bars {
     }
 
     fn note(&mut self, message: &str) {
+        // A hidden bar (stderr is not a terminal) would swallow the line.
         match &self.bar {
-            Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
+            Some(bar) if !bar.is_hidden() => bar.println(message),
+            _ => eprintln!("{message}"),
         }
     }
 }

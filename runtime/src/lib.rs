@@ -5,6 +5,7 @@
 
 pub mod model;
 pub mod model_file;
+pub mod perplexity;
 pub mod progress;
 pub mod quantize;
 pub mod sampling;

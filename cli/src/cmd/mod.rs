@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod models;
+pub mod perplexity;
 pub mod quantize;
 pub mod run;
 pub mod tokenize;

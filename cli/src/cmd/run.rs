@@ -6,14 +6,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::Args;
 use hearth_kernel::ops::kv::KvType;
+use hearth_runtime::ModelFile;
 use hearth_runtime::model::Model;
 use hearth_runtime::sampling::{Sampler, SamplerParams};
 use hearth_runtime::session::Session;
 use hearth_runtime::template::{ChatTemplate, Message};
 use hearth_runtime::tokenizer::{StreamDecoder, Tokenizer};
-use hearth_runtime::{ModelFile, set_threads};
 
-use crate::args::{ModelArg, prompt_text};
+use crate::args::{ModelArg, ThreadsArg, prompt_text};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -28,9 +28,8 @@ pub struct RunArgs {
     /// Context size in tokens (the KV cache); 0 means the model's trained context, capped at 8192.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
     ctx_size: usize,
-    /// Threads (default: all cores).
-    #[arg(short = 't', long = "threads")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    threads: ThreadsArg,
     /// Temperature; 0 is greedy.
     #[arg(long = "temp", default_value_t = SamplerParams::default().temperature)]
     temperature: f32,
@@ -70,9 +69,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    if let Some(t) = args.threads {
-        set_threads(t).map_err(|e| anyhow::anyhow!("cannot set {t} threads: {e}"))?;
-    }
+    args.threads.apply()?;
     let prompt = prompt_text(args.prompt.as_deref())?;
     let file = ModelFile::open(args.model.resolve()?)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;

@@ -341,6 +341,11 @@ impl Tokenizer {
         self.bos
     }
 
+    /// Whether encoding with `add_special` starts with BOS.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
     /// The end-of-sequence token, if the model has one.
     pub fn eos(&self) -> Option<u32> {
         self.eos
