@@ -116,3 +116,31 @@ fn context_overflow_is_a_clear_error() {
     assert!(!ok);
     assert!(stderr.contains("context overflow"), "{stderr}");
 }
+
+#[test]
+fn a_stop_string_ends_the_answer_before_it() {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("../../testdata/golden/kernel-example.json")).unwrap();
+    let expected = golden["llama_cpp_greedy_text"].as_str().unwrap();
+    let prompt = golden["prompt"].as_str().unwrap();
+    // A word from the middle of the known answer: everything before it is printed, it and the rest are not.
+    let words: Vec<&str> = expected.split(' ').collect();
+    let stop = words[words.len() / 2];
+    let before = &expected[..expected.find(stop).unwrap()];
+    let (ok, stdout, stderr) = hearth(&[
+        "run",
+        "-m",
+        "smollm2-135m-instruct",
+        "-p",
+        prompt,
+        "--temp",
+        "0",
+        "-n",
+        "32",
+        "--stop",
+        stop,
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.strip_suffix('\n').unwrap(), before, "stop {stop:?}");
+}

@@ -3,6 +3,8 @@
 //! It owns files (memory-mapped model files, the model store), and will own threads, tokenizers, chat templates,
 //! sessions and project retrieval as they arrive.
 
+pub mod conversation;
+pub mod generate;
 pub mod model;
 pub mod model_file;
 pub mod perplexity;

@@ -1,17 +1,19 @@
 //! `hearth run`: one-shot generation, streamed to stdout. Flags mirror llama.cpp's where they mean the same.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
 use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::ModelFile;
+use hearth_runtime::generate::{FinishReason, StopConditions, generate};
 use hearth_runtime::model::Model;
 use hearth_runtime::sampling::{Sampler, SamplerParams};
 use hearth_runtime::session::Session;
 use hearth_runtime::template::{ChatTemplate, Message};
-use hearth_runtime::tokenizer::{StreamDecoder, Tokenizer};
+use hearth_runtime::tokenizer::Tokenizer;
 
 use crate::args::{ModelArg, ThreadsArg, prompt_text};
 
@@ -57,6 +59,9 @@ pub struct RunArgs {
     /// Keep generating past the end-of-turn token.
     #[arg(long)]
     ignore_eos: bool,
+    /// Stop when the output contains this text (not printed); repeatable.
+    #[arg(long = "stop", value_name = "TEXT")]
+    stop: Vec<String>,
     /// Treat the prompt as a user message and apply the model's chat template.
     #[arg(long)]
     chat: bool,
@@ -109,30 +114,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ..SamplerParams::default()
     };
     let mut sampler = Sampler::new(params);
-    let mut stream = StreamDecoder::default();
+    let stop = StopConditions {
+        max_tokens: args.n_predict,
+        strings: args.stop.clone(),
+        ignore_eos: args.ignore_eos,
+        ..StopConditions::default()
+    };
     let mut out = std::io::stdout().lock();
 
     let start = Instant::now();
     session.prefill(&ids)?;
-    let mut next = session.sample(&mut sampler);
     let prefill_time = start.elapsed();
     let decode_start = Instant::now();
-    let mut generated = 0;
-    while generated < args.n_predict {
-        if !args.ignore_eos && tokenizer.is_end_of_generation(next) {
-            break;
+    let mut write_error = None;
+    let generation = generate(&mut session, &tokenizer, &mut sampler, &stop, |text| {
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
+            }
         }
-        out.write_all(stream.push(tokenizer.piece(next)).as_bytes())?;
-        out.flush()?;
-        generated += 1;
-        if generated == args.n_predict || session.tokens().len() == session.capacity() {
-            break;
-        }
-        session.push(next)?;
-        next = session.sample(&mut sampler);
+    })?;
+    match write_error {
+        // The reader went away (`| head`): not a failure of ours.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(e.into()),
+        None => {}
     }
-    out.write_all(stream.finish().as_bytes())?;
     writeln!(out)?;
+    let generated = generation.tokens;
+    if generation.finish == FinishReason::ContextFull {
+        eprintln!("stopped: the context of {ctx} tokens is full (raise -c)");
+    }
     if !args.quiet {
         let decode = decode_start.elapsed().as_secs_f64();
         eprintln!(
