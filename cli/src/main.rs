@@ -27,6 +27,8 @@ enum Command {
     Quantize(cmd::quantize::QuantizeArgs),
     /// Generate text from a prompt, streamed to stdout.
     Run(cmd::run::RunArgs),
+    /// Measure prompt and generation speed (llama-bench's workloads).
+    Bench(cmd::bench::BenchArgs),
     /// Measure a model's perplexity over a text file (llama.cpp's method).
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Show how the model's tokenizer splits a text into tokens.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

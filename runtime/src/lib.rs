@@ -3,6 +3,7 @@
 //! It owns files (memory-mapped model files, the model store), and will own threads, tokenizers, chat templates,
 //! sessions and project retrieval as they arrive.
 
+pub mod bench;
 pub mod conversation;
 pub mod generate;
 pub mod model;
@@ -26,4 +27,9 @@ pub fn set_threads(n: usize) -> Result<(), String> {
         .num_threads(n)
         .build_global()
         .map_err(|e| e.to_string())
+}
+
+/// How many threads the kernels use.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
 }

@@ -247,6 +247,17 @@ impl<'a> Model<'a> {
         self.output.dtype
     }
 
+    /// Weight bytes one token's forward pass reads: every matrix whole, except a single row of the embedding table.
+    pub fn matmul_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+            .map(|w| w.bytes.len())
+            .sum();
+        layers + self.output.bytes.len() + self.embed.bytes.len() / self.embed.n_out
+    }
+
     /// A KV cache for `capacity` positions of this model.
     pub fn new_cache(&self, kind: KvType, capacity: usize) -> Result<KvCache, ModelError> {
         let c = &self.config;
