@@ -9,6 +9,8 @@
 /// The safe entry points of one ISA's kernels. Invoked inside an ISA module with its token type, it defines
 /// `dot_q8_0(token, w, a)` … `dot_q6_k(…)`, each calling that module's `#[target_feature]` kernel of the matching name;
 /// the token is the proof that the call is sound.
+// Targets without SIMD kernels (soft-float no_std builds) have no ISA module to invoke it.
+#[cfg_attr(not(any(hearth_x86_simd, target_arch = "aarch64")), allow(unused_macros))]
 macro_rules! entry_points {
     ($token:ty) => {
         entry_points!(@each $token;
@@ -68,12 +70,12 @@ pub enum Isa {
 impl Isa {
     /// Every ISA this machine can run, scalar first.
     pub fn available() -> alloc::vec::Vec<Isa> {
-        let mut all = alloc::vec![Isa::Scalar];
+        let simd = core::iter::empty();
         #[cfg(hearth_x86_simd)]
-        all.extend(x86::Avx2::detect().map(Isa::Avx2));
+        let simd = simd.chain(x86::Avx2::detect().map(Isa::Avx2));
         #[cfg(target_arch = "aarch64")]
-        all.extend(aarch64::Neon::detect().map(Isa::Neon));
-        all
+        let simd = simd.chain(aarch64::Neon::detect().map(Isa::Neon));
+        core::iter::once(Isa::Scalar).chain(simd).collect()
     }
 
     /// The fastest ISA this machine can run.
