@@ -1,19 +1,9 @@
 //! `hearth bench` as a user runs it, on SmolLM2: one JSON object per workload with llama-bench's fields, positive
 //! speeds from the requested number of repetitions, and clear errors for nonsense.
 
-use std::process::Command;
+mod common;
 
-fn hearth(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .expect("run hearth");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::hearth;
 
 #[test]
 fn json_rows_per_workload() {

@@ -1,24 +1,18 @@
 //! `hearth run` and `hearth tokenize` as a user runs them, on SmolLM2: the greedy answer llama.cpp gives to a chat
 //! prompt (testdata/golden/kernel-example.json), the chat template, seeds, and context overflow.
 
-use std::process::Command;
+mod common;
 
-fn hearth(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .expect("run hearth");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+use common::hearth;
+
+/// llama.cpp's greedy answer to a SmolLM2 chat prompt, with the prompt and its token ids.
+fn golden() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../testdata/golden/kernel-example.json")).unwrap()
 }
 
 #[test]
 fn answer_matches_llama_cpp() {
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("../../testdata/golden/kernel-example.json")).unwrap();
+    let golden = golden();
     let expected = golden["llama_cpp_greedy_text"].as_str().unwrap();
     let prompt = golden["prompt"].as_str().unwrap();
     let (ok, stdout, stderr) = hearth(&[
@@ -65,8 +59,7 @@ fn chat_template_renders_the_models_turn_format() {
 
 #[test]
 fn chat_prompt_tokens_match_llama_cpp() {
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("../../testdata/golden/kernel-example.json")).unwrap();
+    let golden = golden();
     let prompt = golden["prompt"].as_str().unwrap();
     let (ok, stdout, stderr) = hearth(&["tokenize", "-m", "smollm2-135m-instruct", "-p", prompt, "--ids"]);
     assert!(ok, "{stderr}");
@@ -119,8 +112,7 @@ fn context_overflow_is_a_clear_error() {
 
 #[test]
 fn a_stop_string_ends_the_answer_before_it() {
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("../../testdata/golden/kernel-example.json")).unwrap();
+    let golden = golden();
     let expected = golden["llama_cpp_greedy_text"].as_str().unwrap();
     let prompt = golden["prompt"].as_str().unwrap();
     // A word from the middle of the known answer: everything before it is printed, it and the rest are not.

@@ -1,5 +1,5 @@
 //! Throughput measurement with llama-bench's workloads, so the two tools' figures compare directly:
-//! - `pp N`: one prompt of N tokens (in 512-token batches) from an empty cache;
+//! - `pp N`: one prompt of N tokens (in llama.cpp's 512-token batches, as [`Session::prefill`] runs them);
 //! - `tg N`: N tokens run one at a time;
 //! - either after a context of `depth` tokens (processed untimed before each repetition).
 //!
@@ -8,12 +8,11 @@
 
 use std::time::Instant;
 
-use hearth_kernel::ops::kv::{KvCache, KvType};
-use hearth_kernel::simd::Isa;
+use hearth_kernel::ops::kv::KvType;
 
-use crate::model::{Logits, Model, ModelError, Scratch};
+use crate::model::{Model, ModelError};
 use crate::sampling::SplitMix64;
-use crate::session::UBATCH;
+use crate::session::Session;
 
 /// One workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,37 +68,37 @@ impl Measurement {
 /// Runs `workload` after `depth` tokens of context, `reps` times after one untimed warm-up run.
 pub fn measure(
     model: &Model<'_>,
-    isa: Isa,
     workload: Workload,
     depth: usize,
     reps: usize,
     bos: Option<u32>,
 ) -> Result<Measurement, ModelError> {
-    let mut kv = model.new_cache(KvType::F16, depth + workload.tokens())?;
-    let mut scratch = Scratch::default();
+    let mut session = Session::new(model, depth + workload.tokens(), KvType::F16)?;
     let mut rng = SplitMix64(0x6865_6172_7468);
     let vocab = model.vocab_size() as u64;
-    let mut random_tokens = |n: usize, first: bool| -> Vec<u32> {
-        (0..n)
-            .map(|i| match bos {
-                Some(bos) if first && i == 0 => bos,
-                _ => (rng.next_u64() % vocab) as u32,
-            })
-            .collect()
-    };
     let mut samples = Vec::with_capacity(reps);
     for rep in 0..=reps {
-        if depth > 0 {
-            let context = random_tokens(depth, true);
-            prompt(model, isa, &context, 0, &mut kv, &mut scratch)?;
+        // A fresh random context, BOS first when the model adds one; the timed tokens follow it.
+        let tokens: Vec<u32> = (0..depth + workload.tokens())
+            .map(|i| match bos {
+                Some(bos) if i == 0 => bos,
+                _ => (rng.next_u64() % vocab) as u32,
+            })
+            .collect();
+        let (context, timed) = tokens.split_at(depth);
+        session.clear();
+        if !context.is_empty() {
+            session.prefill(context)?;
         }
-        let tokens = random_tokens(workload.tokens(), depth == 0);
         let start = Instant::now();
         match workload {
-            Workload::Prompt(_) => prompt(model, isa, &tokens, depth, &mut kv, &mut scratch)?,
+            // Only the tokens after the (cached) context run.
+            Workload::Prompt(_) => {
+                session.prefill(&tokens)?;
+            }
             Workload::Generate(_) => {
-                for (i, &token) in tokens.iter().enumerate() {
-                    model.forward(isa, &[token], depth + i, &mut kv, &mut scratch, Logits::Last)?;
+                for &token in timed {
+                    session.push(token)?;
                 }
             }
         }
@@ -110,21 +109,6 @@ pub fn measure(
         }
     }
     Ok(Measurement { samples })
-}
-
-/// Runs `tokens` at positions `first_pos..` in batches of [`UBATCH`].
-fn prompt(
-    model: &Model<'_>,
-    isa: Isa,
-    tokens: &[u32],
-    first_pos: usize,
-    kv: &mut KvCache,
-    scratch: &mut Scratch,
-) -> Result<(), ModelError> {
-    for (i, batch) in tokens.chunks(UBATCH).enumerate() {
-        model.forward(isa, batch, first_pos + i * UBATCH, kv, scratch, Logits::Last)?;
-    }
-    Ok(())
 }
 
 /// Bytes one generated token reads at `depth`: every weight matrix it multiplies by (one row of the embedding

@@ -66,6 +66,11 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(reused)
     }
 
+    /// Forgets every cached token (the next prefill runs from position 0).
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+    }
+
     /// Appends one token; [`Session::logits`] then holds the logits after it.
     pub fn push(&mut self, token: u32) -> Result<(), ModelError> {
         let pos = self.tokens.len();

@@ -17,7 +17,7 @@ fn check(model_name: &str, golden: &str) {
     let model = Model::load(&file).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
     let tokens = tokenizer.encode(TEXT, true, false);
-    let bos = tokenizer.bos().filter(|_| tokenizer.adds_bos());
+    let bos = tokenizer.added_bos();
     let n_ctx = golden["n_ctx"].as_u64().unwrap() as usize;
     let chunks = golden["chunks"].as_u64().unwrap() as usize;
     let mut running = Vec::new();

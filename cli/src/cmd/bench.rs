@@ -44,7 +44,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let file = ModelFile::open(&path)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = Model::load(&file).context("loading the model")?;
-    let bos = tokenizer.bos().filter(|_| tokenizer.adds_bos());
+    let bos = tokenizer.added_bos();
     let isa = Isa::selected();
     let threads = hearth_runtime::threads();
     let name = model_name(&path);
@@ -69,7 +69,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("|---|---:|---|---:|---|---:|---:|");
     }
     for workload in workloads {
-        let m = measure(&model, isa, workload, args.depth, args.reps, bos)?;
+        let m = measure(&model, workload, args.depth, args.reps, bos)?;
         let test = workload.name(args.depth);
         // Generation reads every weight once per token: tokens/s × bytes/token over what memory can deliver.
         let fraction = match (workload, bandwidth) {

@@ -40,7 +40,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = Model::load(&file).context("loading the model")?;
     let tokens = tokenizer.encode(&text, true, false);
-    let bos = tokenizer.bos().filter(|_| tokenizer.adds_bos());
+    let bos = tokenizer.added_bos();
 
     let mut bars = Bars::default();
     let mut started = false;

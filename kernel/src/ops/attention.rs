@@ -13,11 +13,12 @@
 //!   step); with Q8_0 the query is quantized to Q8_0 and values accumulate in f32.
 
 use alloc::vec;
+use alloc::vec::Vec;
 
 use bytemuck::Zeroable;
 use half::f16;
 
-use super::kv::{KvCache, KvHead};
+use super::kv::{KvCache, KvHead, KvType};
 use super::{OpError, expect_len, for_each_chunk};
 use crate::quant::{BlockQ8_0, QuantBlock, dequantize_blocks};
 use crate::simd::Isa;
@@ -101,16 +102,17 @@ pub fn attention(
         });
     }
     let group = p.n_heads / p.n_kv_heads;
-    let tiled = n_tokens >= TILE && matches!(kv.head(layer, 0), KvHead::F16 { .. });
-    if tiled {
+    if n_tokens >= TILE && kv.kind() == KvType::F16 {
         for_each_chunk(out, TILE * width, |block, out| {
             let t0 = block * TILE;
             let q = &q[t0 * width..][..out.len()];
+            // One key/value tile buffer per block, reused by every head.
+            let mut tiles = TileBuffers::new(p.head_dim);
             for h in 0..p.n_heads {
                 let KvHead::F16 { k, v } = kv.head(layer, h / group) else {
                     unreachable!("the tiled path is taken only for an f16 cache")
                 };
-                attend_tile(isa, p, q, h, k, v, first_pos + t0, out);
+                attend_tile(isa, p, q, h, k, v, first_pos + t0, &mut tiles, out);
             }
         });
     } else {
@@ -247,19 +249,42 @@ fn attend_q8_0(
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
+/// One tile of keys transposed to `[head_dim][TILE]` (so a query row scores TILE positions with column-wise FMA
+/// chains) and values `[TILE][head_dim]`, both f32.
+struct TileBuffers {
+    kt: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl TileBuffers {
+    fn new(head_dim: usize) -> Self {
+        TileBuffers {
+            kt: vec![0.0; head_dim * TILE],
+            v: vec![0.0; TILE * head_dim],
+        }
+    }
+}
+
 /// Query head `h` of up to [`TILE`] consecutive tokens (the first at position `pos0`) against an f16 KV head, a tile
 /// of [`TILE`] positions at a time (ggml's tiled path). `q` and `out` are the block's rows of all heads.
 #[allow(clippy::too_many_arguments)]
-fn attend_tile(isa: Isa, p: &AttentionParams, q: &[f32], h: usize, k: &[f16], v: &[f16], pos0: usize, out: &mut [f32]) {
+fn attend_tile(
+    isa: Isa,
+    p: &AttentionParams,
+    q: &[f32],
+    h: usize,
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    tiles: &mut TileBuffers,
+    out: &mut [f32],
+) {
     let hd = p.head_dim;
     let width = p.n_heads * hd;
     let rows = out.len() / width;
     let last = pos0 + rows - 1;
     let first_visible = *p.visible(pos0).start();
-    // Keys transposed to `[hd][TILE]` so a query row scores TILE positions with column-wise FMA chains; values
-    // `[TILE][hd]`; both f32.
-    let mut kt = vec![0f32; hd * TILE];
-    let mut vt = vec![0f32; TILE * hd];
+    let TileBuffers { kt, v: vt } = tiles;
     let mut state: [Softmax; TILE] = core::array::from_fn(|_| Softmax::EMPTY);
     for r in 0..rows {
         out[r * width + h * hd..][..hd].fill(0.0);
@@ -283,7 +308,7 @@ fn attend_tile(isa: Isa, p: &AttentionParams, q: &[f32], h: usize, k: &[f16], v:
             if lo > hi {
                 continue;
             }
-            isa.dot_columns(&kt, &q[r * width + h * hd..][..hd], &mut scores);
+            isa.dot_columns(kt, &q[r * width + h * hd..][..hd], &mut scores);
             for (j, s) in scores.iter_mut().enumerate() {
                 *s = if (lo..=hi).contains(&(tile + j)) {
                     p.score(*s)

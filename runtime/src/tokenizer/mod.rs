@@ -341,9 +341,9 @@ impl Tokenizer {
         self.bos
     }
 
-    /// Whether encoding with `add_special` starts with BOS.
-    pub fn adds_bos(&self) -> bool {
-        self.add_bos && self.bos.is_some()
+    /// The BOS token that encoding with `add_special` starts with, if the model adds one.
+    pub fn added_bos(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
     }
 
     /// The end-of-sequence token, if the model has one.
