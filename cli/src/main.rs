@@ -27,6 +27,8 @@ enum Command {
     Quantize(cmd::quantize::QuantizeArgs),
     /// Generate text from a prompt, streamed to stdout.
     Run(cmd::run::RunArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (for editors and any OpenAI client).
+    Serve(cmd::serve::ServeArgs),
     /// Measure prompt and generation speed (llama-bench's workloads).
     Bench(cmd::bench::BenchArgs),
     /// Measure a model's perplexity over a text file (llama.cpp's method).
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };

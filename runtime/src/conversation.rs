@@ -71,9 +71,7 @@ impl Conversation {
         let first_droppable = usize::from(self.messages.first().is_some_and(|m| m.role == "system"));
         let mut dropped = 0;
         loop {
-            let text = template.render(&self.messages, true)?;
-            // The rendered text carries its own BOS and turn markers.
-            let tokens = tokenizer.encode(&text, false, true);
+            let tokens = template.prompt(tokenizer, &self.messages)?;
             if tokens.len() + reserve <= capacity {
                 return Ok(FittedPrompt { tokens, dropped });
             }

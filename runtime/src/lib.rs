@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod conversation;
+pub mod fim;
 pub mod generate;
 pub mod model;
 pub mod model_file;

@@ -38,6 +38,11 @@ impl<'m, 'a> Session<'m, 'a> {
         &self.tokens
     }
 
+    /// How many leading tokens of `prompt` the cache already holds.
+    pub fn shared_prefix(&self, prompt: &[u32]) -> usize {
+        self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count()
+    }
+
     /// Positions the cache can hold.
     pub fn capacity(&self) -> usize {
         self.kv.capacity()
@@ -52,9 +57,8 @@ impl<'m, 'a> Session<'m, 'a> {
                 capacity: self.kv.capacity(),
             });
         }
-        let shared = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // The last prompt token always runs: its logits are the answer.
-        let reused = shared.min(prompt.len().saturating_sub(1));
+        let reused = self.shared_prefix(prompt).min(prompt.len().saturating_sub(1));
         self.tokens.truncate(reused);
         // Batches of at most UBATCH tokens, as llama.cpp splits them: attention arithmetic depends on batch size.
         for batch in prompt[reused..].chunks(UBATCH) {

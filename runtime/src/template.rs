@@ -6,6 +6,8 @@ use hearth_kernel::gguf::Gguf;
 use minijinja::{Environment, Error, ErrorKind, context};
 use serde::Serialize;
 
+use crate::tokenizer::Tokenizer;
+
 /// Instructions a template may execute per render (a long conversation needs a few thousand per message).
 const FUEL: u64 = 50_000_000;
 /// Largest rendered prompt accepted.
@@ -63,8 +65,14 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// The template of `file`, or a built-in one (Gemma's turn format for gemma files, ChatML otherwise).
-    pub fn from_gguf(file: &Gguf<'_>, bos: &str, eos: &str) -> Self {
+    /// The template of `file`, or a built-in one (Gemma's turn format for gemma files, ChatML otherwise), with the
+    /// texts of `tokenizer`'s BOS and EOS tokens as the `bos_token` and `eos_token` it may refer to.
+    pub fn from_gguf(file: &Gguf<'_>, tokenizer: &Tokenizer) -> Self {
+        let text_of = |id: Option<u32>| {
+            id.map_or(String::new(), |id| {
+                String::from_utf8_lossy(tokenizer.piece(id)).into_owned()
+            })
+        };
         let (source, builtin) = match file.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
             Some(t) => (t.to_owned(), false),
             None => {
@@ -77,8 +85,8 @@ impl ChatTemplate {
         };
         ChatTemplate {
             source,
-            bos: bos.to_owned(),
-            eos: eos.to_owned(),
+            bos: text_of(tokenizer.bos()),
+            eos: text_of(tokenizer.eos()),
             builtin,
         }
     }
@@ -110,6 +118,12 @@ impl ChatTemplate {
             return Err(TemplateError::TooLong);
         }
         Ok(out)
+    }
+
+    /// The token ids of `messages` rendered with the assistant's turn opened: the prompt that asks for the answer.
+    pub fn prompt(&self, tokenizer: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
+        // The rendered text carries its own BOS and turn markers.
+        Ok(tokenizer.encode(&self.render(messages, true)?, false, true))
     }
 }
 

@@ -14,8 +14,7 @@ fn setup() -> (ChatTemplate, Tokenizer) {
         .unwrap();
     let file = ModelFile::open(path).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
-    let text = |id: Option<u32>| String::from_utf8_lossy(tokenizer.piece(id.unwrap())).into_owned();
-    let template = ChatTemplate::from_gguf(file.gguf(), &text(tokenizer.bos()), &text(tokenizer.eos()));
+    let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
     (template, tokenizer)
 }
 

@@ -6,4 +6,5 @@ pub mod models;
 pub mod perplexity;
 pub mod quantize;
 pub mod run;
+pub mod serve;
 pub mod tokenize;

@@ -80,19 +80,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = Model::load(&file).context("loading the model")?;
     let ids = if args.chat {
-        let text_of = |id: Option<u32>| id.map(|id| String::from_utf8_lossy(tokenizer.piece(id)).into_owned());
-        let template = ChatTemplate::from_gguf(
-            file.gguf(),
-            &text_of(tokenizer.bos()).unwrap_or_default(),
-            &text_of(tokenizer.eos()).unwrap_or_default(),
-        );
+        let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::new("system", system.as_str()));
         }
         messages.push(Message::new("user", prompt.as_str()));
-        // The rendered text carries its own BOS and turn markers.
-        tokenizer.encode(&template.render(&messages, true)?, false, true)
+        template.prompt(&tokenizer, &messages)?
     } else {
         tokenizer.encode(&prompt, true, true)
     };

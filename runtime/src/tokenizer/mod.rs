@@ -92,9 +92,10 @@ const END_OF_GENERATION: &[&str] = &[
     "[e~[",
 ];
 
-/// Fill-in-the-middle roles and the texts llama.cpp recognises for each; the first token (by id) with one of the texts
-/// becomes a control token. Pad, repo and separator tokens also end generation.
-const FIM_ROLES: &[(&[&str], bool)] = &[
+/// Fill-in-the-middle tokens, in the order of [`FimTokens`]'s fields, with the texts llama.cpp recognises for each;
+/// the first token (by id) with one of the texts becomes a control token. Pad, repo and separator tokens also end
+/// generation.
+const FIM_ROLES: [(&[&str], bool); 6] = [
     (
         &[
             "<|fim_prefix|>",
@@ -142,17 +143,34 @@ const FIM_ROLES: &[(&[&str], bool)] = &[
     (&["<|file_sep|>"], true),
 ];
 
-/// Applies llama.cpp's by-name corrections to the token types and returns the end-of-generation ids.
-fn promote_known_tokens(tokens: &[&str], types: &mut [TokenType], eos: Option<u32>) -> Vec<u32> {
+/// A model's fill-in-the-middle tokens (each absent when its vocabulary has none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FimTokens {
+    /// Opens the text before the cursor.
+    pub prefix: Option<u32>,
+    /// Opens the text after the cursor.
+    pub suffix: Option<u32>,
+    /// Asks for the middle.
+    pub middle: Option<u32>,
+    /// Padding (ends generation).
+    pub pad: Option<u32>,
+    /// Opens the repository name in repo-level prompts.
+    pub repo: Option<u32>,
+    /// Separates files in repo-level prompts.
+    pub file_sep: Option<u32>,
+}
+
+/// Applies llama.cpp's by-name corrections to the token types; returns the FIM tokens and the end-of-generation ids.
+fn promote_known_tokens(tokens: &[&str], types: &mut [TokenType], eos: Option<u32>) -> (FimTokens, Vec<u32>) {
     let mut end = Vec::new();
-    for &(texts, ends) in FIM_ROLES {
-        if let Some(id) = tokens.iter().position(|t| texts.contains(t)) {
-            types[id] = TokenType::Control;
-            if ends {
-                end.push(id as u32);
-            }
+    let [prefix, suffix, middle, pad, repo, file_sep] = FIM_ROLES.map(|(texts, ends)| {
+        let id = tokens.iter().position(|t| texts.contains(t))?;
+        types[id] = TokenType::Control;
+        if ends {
+            end.push(id as u32);
         }
-    }
+        Some(id as u32)
+    });
     for (id, t) in tokens.iter().enumerate() {
         if END_OF_GENERATION.contains(t) {
             types[id] = TokenType::Control;
@@ -162,7 +180,15 @@ fn promote_known_tokens(tokens: &[&str], types: &mut [TokenType], eos: Option<u3
     end.extend(eos);
     end.sort_unstable();
     end.dedup();
-    end
+    let fim = FimTokens {
+        prefix,
+        suffix,
+        middle,
+        pad,
+        repo,
+        file_sep,
+    };
+    (fim, end)
 }
 
 /// The model that turns plain text (special tokens already split off) into ids.
@@ -186,6 +212,7 @@ pub struct Tokenizer {
     add_eos: bool,
     /// Tokens that end generation (sorted).
     end_of_generation: Vec<u32>,
+    fim: FimTokens,
 }
 
 fn special_id(file: &Gguf<'_>, role: &str) -> Option<u32> {
@@ -220,7 +247,7 @@ impl Tokenizer {
         }
         let flag = |key: &str, default: bool| file.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
         let eos = special_id(file, "eos");
-        let end_of_generation = promote_known_tokens(&tokens, &mut types, eos);
+        let (fim, end_of_generation) = promote_known_tokens(&tokens, &mut types, eos);
         let (encoder, pieces): (Encoder, Vec<Vec<u8>>) = match model {
             "gpt2" => {
                 let merges: Vec<&str> = file
@@ -278,6 +305,7 @@ impl Tokenizer {
             add_bos: flag("tokenizer.ggml.add_bos_token", model == "llama"),
             add_eos: flag("tokenizer.ggml.add_eos_token", false),
             end_of_generation,
+            fim,
         })
     }
 
@@ -355,5 +383,10 @@ impl Tokenizer {
     /// (the same set as llama.cpp's).
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.binary_search(&id).is_ok()
+    }
+
+    /// The model's fill-in-the-middle tokens.
+    pub fn fim(&self) -> FimTokens {
+        self.fim
     }
 }
