@@ -91,6 +91,81 @@ impl StopMatcher {
     }
 }
 
+/// The generation loop's bookkeeping for one sequence, one sampled token at a time: stop tokens, stop strings,
+/// budgets and streamed text. [`generate`] drives it for one session; a server drives several, batching their forward
+/// passes.
+#[derive(Debug)]
+pub struct Generator<'t> {
+    tokenizer: &'t Tokenizer,
+    stop: StopConditions,
+    decoder: StreamDecoder,
+    matcher: StopMatcher,
+    text: String,
+    tokens: usize,
+    stopped_by_string: bool,
+}
+
+impl<'t> Generator<'t> {
+    /// A generator that ends on `stop`.
+    pub fn new(tokenizer: &'t Tokenizer, stop: StopConditions) -> Self {
+        Generator {
+            tokenizer,
+            matcher: StopMatcher::new(&stop.strings),
+            stop,
+            decoder: StreamDecoder::default(),
+            text: String::new(),
+            tokens: 0,
+            stopped_by_string: false,
+        }
+    }
+
+    /// Why generation ends before any token is sampled, if it does (a budget of zero).
+    pub fn done_before_start(&self) -> Option<FinishReason> {
+        (self.stop.max_tokens == 0).then_some(FinishReason::Length)
+    }
+
+    /// Takes the token sampled next. Returns the text that is now safe to show, and why generation ends if it does;
+    /// otherwise the caller appends `token` to the sequence and samples again. `has_room` says whether the sequence's
+    /// context can take the token.
+    pub fn accept(&mut self, token: u32, has_room: bool) -> (String, Option<FinishReason>) {
+        self.tokens += 1;
+        if self.stop.tokens.contains(&token) || (!self.stop.ignore_eos && self.tokenizer.is_end_of_generation(token)) {
+            return (String::new(), Some(FinishReason::Stop));
+        }
+        let (shown, stopped) = self.matcher.push(&self.decoder.push(self.tokenizer.piece(token)));
+        self.text.push_str(&shown);
+        let end = if stopped {
+            self.stopped_by_string = true;
+            Some(FinishReason::Stop)
+        } else if self.tokens == self.stop.max_tokens {
+            Some(FinishReason::Length)
+        } else if !has_room {
+            Some(FinishReason::ContextFull)
+        } else {
+            None
+        };
+        (shown, end)
+    }
+
+    /// Ends generation for `reason`. Returns the text held back until now (part of the answer unless a stop string
+    /// ended it or the caller cancelled) and the whole generation.
+    pub fn finish(mut self, reason: FinishReason) -> (String, Generation) {
+        let tail = if self.stopped_by_string || reason == FinishReason::Cancelled {
+            String::new()
+        } else {
+            let (shown, stopped) = self.matcher.push(&self.decoder.finish());
+            if stopped { shown } else { shown + &self.matcher.finish() }
+        };
+        self.text.push_str(&tail);
+        let generation = Generation {
+            text: self.text,
+            tokens: self.tokens,
+            finish: reason,
+        };
+        (tail, generation)
+    }
+}
+
 /// Generates from the session's current logits (after [`Session::prefill`]), handing each piece of text to
 /// `on_text` as soon as it is final; `on_text` returning [`ControlFlow::Break`] cancels. The session ends up holding
 /// every generated token except the last one sampled.
@@ -101,56 +176,27 @@ pub fn generate(
     stop: &StopConditions,
     mut on_text: impl FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Generation, ModelError> {
-    let mut decoder = StreamDecoder::default();
-    let mut matcher = StopMatcher::new(&stop.strings);
-    let mut text = String::new();
-    let mut emit = |piece: &str, text: &mut String| {
-        text.push_str(piece);
-        if piece.is_empty() {
-            ControlFlow::Continue(())
-        } else {
-            on_text(piece)
-        }
+    let mut generator = Generator::new(tokenizer, stop.clone());
+    let reason = match generator.done_before_start() {
+        Some(reason) => reason,
+        None => loop {
+            let next = session.sample(sampler);
+            let (shown, end) = generator.accept(next, session.tokens().len() < session.capacity());
+            if !shown.is_empty() && on_text(&shown).is_break() {
+                break FinishReason::Cancelled;
+            }
+            if let Some(end) = end {
+                break end;
+            }
+            session.push(next)?;
+        },
     };
-    let mut tokens = 0;
-    let finish = loop {
-        if tokens == stop.max_tokens {
-            break FinishReason::Length;
-        }
-        let next = session.sample(sampler);
-        tokens += 1;
-        if stop.tokens.contains(&next) || (!stop.ignore_eos && tokenizer.is_end_of_generation(next)) {
-            break FinishReason::Stop;
-        }
-        let (shown, stopped) = matcher.push(&decoder.push(tokenizer.piece(next)));
-        if emit(&shown, &mut text).is_break() {
-            return Ok(Generation {
-                text,
-                tokens,
-                finish: FinishReason::Cancelled,
-            });
-        }
-        if stopped {
-            return Ok(Generation {
-                text,
-                tokens,
-                finish: FinishReason::Stop,
-            });
-        }
-        if tokens == stop.max_tokens {
-            break FinishReason::Length;
-        }
-        if session.tokens().len() == session.capacity() {
-            break FinishReason::ContextFull;
-        }
-        session.push(next)?;
-    };
-    // The stream ended without a stop string: what was held back is part of the answer.
-    let (shown, stopped) = matcher.push(&decoder.finish());
-    let tail = if stopped { shown } else { shown + &matcher.finish() };
-    // Cancellation at the very end changes nothing: everything was generated.
-    let _ = emit(&tail, &mut text);
-    Ok(Generation { text, tokens, finish })
+    let (tail, generation) = generator.finish(reason);
+    if !tail.is_empty() {
+        // Cancellation at the very end changes nothing: everything was generated.
+        let _ = on_text(&tail);
+    }
+    Ok(generation)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use hearth_kernel::ops::kv::{KvCache, KvType};
 use hearth_kernel::simd::Isa;
 
-use crate::model::{Logits, Model, ModelError, Scratch};
+use crate::model::{Logits, Model, ModelError, Scratch, Segment};
 use crate::sampling::Sampler;
 
 /// Tokens per forward pass while prefilling (llama.cpp's default `n_ubatch`).
@@ -81,6 +81,52 @@ impl<'m, 'a> Session<'m, 'a> {
         self.model
             .forward(self.isa, &[token], pos, &mut self.kv, &mut self.scratch, Logits::Last)?;
         self.tokens.push(token);
+        Ok(())
+    }
+
+    /// Appends `tokens[i]` to `sessions[i]`, all in one forward pass (continuous batching: the sequences share each
+    /// weight read), and leaves each session's logits after its token, as its own [`Session::push`] would.
+    ///
+    /// # Panics
+    /// If the sessions do not all belong to the same model or the lengths differ (a caller's bug).
+    pub fn push_each(sessions: &mut [&mut Session<'m, 'a>], tokens: &[u32]) -> Result<(), ModelError> {
+        assert_eq!(sessions.len(), tokens.len(), "one token per session");
+        let Some(first) = sessions.first() else {
+            return Ok(());
+        };
+        let (model, isa) = (first.model, first.isa);
+        assert!(
+            sessions.iter().all(|s| std::ptr::eq(s.model, model)),
+            "sessions of one model"
+        );
+        // The first session's scratch serves the batch; the other sessions receive their rows of the logits.
+        let mut scratch = std::mem::take(&mut sessions[0].scratch);
+        let mut segments: Vec<Segment<'_>> = sessions
+            .iter_mut()
+            .zip(tokens)
+            .map(|(s, token)| Segment {
+                tokens: std::slice::from_ref(token),
+                first_pos: s.tokens.len(),
+                kv: &mut s.kv,
+            })
+            .collect();
+        let result = model
+            .forward_segments(isa, &mut segments, &mut scratch, Logits::Last)
+            .map(|logits| {
+                let vocab = logits.len() / tokens.len();
+                for (s, row) in sessions.iter_mut().zip(logits.chunks_exact(vocab)).skip(1) {
+                    s.scratch.set_logits(row);
+                }
+                vocab
+            });
+        if let Ok(vocab) = result {
+            scratch.truncate_logits(vocab);
+        }
+        sessions[0].scratch = scratch;
+        result?;
+        for (s, &token) in sessions.iter_mut().zip(tokens) {
+            s.tokens.push(token);
+        }
         Ok(())
     }
 

@@ -273,9 +273,10 @@ fn a_client_that_hangs_up_cancels_its_generation() {
     assert_eq!(status, 200);
 }
 
+/// Four different greedy completions, sent one after another and then all at once: each gets the same text either
+/// way, whether the requests wait for the one slot or decode together in four.
 #[test]
-fn concurrent_requests_are_queued_without_mixing_outputs() {
-    let server = Server::start(SMOL, &["--slots", "1"]);
+fn concurrent_requests_are_queued_or_batched_without_mixing_outputs() {
     let prompts = [
         "The capital of France is",
         "def fibonacci(n):",
@@ -283,25 +284,28 @@ fn concurrent_requests_are_queued_without_mixing_outputs() {
         "SELECT name FROM",
     ];
     let request = |p: &str| json!({"prompt": p, "temperature": 0, "max_tokens": 20});
-    let alone: Vec<Value> = prompts
-        .iter()
-        .map(|p| server.post("/v1/completions", &request(p)).1["choices"][0]["text"].clone())
-        .collect();
-    let together: Vec<Value> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts
+    for slots in ["1", "4"] {
+        let server = Server::start(SMOL, &["--slots", slots]);
+        let alone: Vec<Value> = prompts
             .iter()
-            .map(|p| {
-                let (server, body) = (&server, request(p));
-                s.spawn(move || server.post("/v1/completions", &body).1["choices"][0]["text"].clone())
-            })
+            .map(|p| server.post("/v1/completions", &request(p)).1["choices"][0]["text"].clone())
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(alone, together);
-    assert!(
-        alone.iter().all(|t| t.as_str().is_some_and(|t| !t.is_empty())),
-        "{alone:?}"
-    );
+        let together: Vec<Value> = std::thread::scope(|s| {
+            let handles: Vec<_> = prompts
+                .iter()
+                .map(|p| {
+                    let (server, body) = (&server, request(p));
+                    s.spawn(move || server.post("/v1/completions", &body).1["choices"][0]["text"].clone())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(alone, together, "--slots {slots}");
+        assert!(
+            alone.iter().all(|t| t.as_str().is_some_and(|t| !t.is_empty())),
+            "{alone:?}"
+        );
+    }
 }
 
 #[test]

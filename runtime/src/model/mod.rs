@@ -103,6 +103,17 @@ pub enum Logits {
     From(usize),
 }
 
+/// One sequence's part of a batched forward pass: its new tokens, the position of the first, and its KV cache.
+#[derive(Debug)]
+pub struct Segment<'k> {
+    /// Tokens to run.
+    pub tokens: &'k [u32],
+    /// Position of the first of them.
+    pub first_pos: usize,
+    /// The sequence's cache (holds positions `0..first_pos` already).
+    pub kv: &'k mut KvCache,
+}
+
 /// Buffers reused across forward passes (grown to the largest batch seen).
 #[derive(Debug, Default)]
 pub struct Scratch {
@@ -124,6 +135,17 @@ impl Scratch {
     /// The logits of the last forward pass.
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+
+    /// Keeps only the first `len` logits (row 0 of a batched result).
+    pub(crate) fn truncate_logits(&mut self, len: usize) {
+        self.logits.truncate(len);
+    }
+
+    /// Makes `row` the logits of the last pass (a row of a batched result computed in another scratch).
+    pub(crate) fn set_logits(&mut self, row: &[f32]) {
+        self.logits.clear();
+        self.logits.extend_from_slice(row);
     }
 }
 
@@ -275,20 +297,46 @@ impl<'a> Model<'a> {
         scratch: &'s mut Scratch,
         logits: Logits,
     ) -> Result<&'s [f32], ModelError> {
+        let mut one = [Segment { tokens, first_pos, kv }];
+        self.forward_segments(isa, &mut one, scratch, logits)
+    }
+
+    /// Runs several sequences in one pass: their rows share every weight matrix read (decode is memory-bound, so a
+    /// batch of sequences costs little more than one), while positions, RoPE, the KV cache and attention stay each
+    /// sequence's own. Returns the logits of each segment's last token (`[n_segments, vocab]`) for
+    /// [`Logits::Last`]; [`Logits::From`]`(i)` counts rows across the concatenated segments.
+    pub fn forward_segments<'s>(
+        &self,
+        isa: Isa,
+        segments: &mut [Segment<'_>],
+        scratch: &'s mut Scratch,
+        logits: Logits,
+    ) -> Result<&'s [f32], ModelError> {
         let c = &self.config;
-        let n = tokens.len();
-        if n == 0 {
+        let n: usize = segments.iter().map(|s| s.tokens.len()).sum();
+        if n == 0 || segments.iter().any(|s| s.tokens.is_empty()) {
             return Err(ModelError::NoTokens);
         }
-        if first_pos + n > kv.capacity() {
-            return Err(ModelError::ContextOverflow {
-                needed: first_pos + n,
-                capacity: kv.capacity(),
-            });
+        for s in segments.iter() {
+            if s.first_pos + s.tokens.len() > s.kv.capacity() {
+                return Err(ModelError::ContextOverflow {
+                    needed: s.first_pos + s.tokens.len(),
+                    capacity: s.kv.capacity(),
+                });
+            }
         }
+        // Row ranges of each segment in the concatenated batch.
+        let ranges: Vec<std::ops::Range<usize>> = segments
+            .iter()
+            .scan(0, |start, s| {
+                let range = *start..*start + s.tokens.len();
+                *start = range.end;
+                Some(range)
+            })
+            .collect();
         let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
         let x = sized(&mut scratch.x, n * dim);
-        for (t, &token) in tokens.iter().enumerate() {
+        for (t, &token) in segments.iter().flat_map(|s| s.tokens).enumerate() {
             if token as usize >= self.embed.n_out {
                 return Err(ModelError::BadToken(token));
             }
@@ -329,16 +377,15 @@ impl<'a> Model<'a> {
                 norm::rms_norm(k, kn, c.eps)?;
             }
             let angles = sized(&mut scratch.angles, la.rope.n_rot);
-            for t in 0..n {
-                la.rope.angles(first_pos + t, angles)?;
-                la.rope.apply(&mut q[t * q_dim..][..q_dim], hd, angles)?;
-                la.rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, angles)?;
-                kv.store(
-                    il,
-                    first_pos + t,
-                    &k[t * kv_dim..][..kv_dim],
-                    &v[t * kv_dim..][..kv_dim],
-                )?;
+            for (segment, rows) in segments.iter_mut().zip(&ranges) {
+                for (t, pos) in rows.clone().zip(segment.first_pos..) {
+                    la.rope.angles(pos, angles)?;
+                    la.rope.apply(&mut q[t * q_dim..][..q_dim], hd, angles)?;
+                    la.rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, angles)?;
+                    segment
+                        .kv
+                        .store(il, pos, &k[t * kv_dim..][..kv_dim], &v[t * kv_dim..][..kv_dim])?;
+                }
             }
             let params = AttentionParams {
                 n_heads: c.n_heads,
@@ -348,7 +395,17 @@ impl<'a> Model<'a> {
                 window: la.window,
                 softcap: None,
             };
-            attention(isa, &params, q, kv, il, first_pos, attn)?;
+            for (segment, rows) in segments.iter().zip(&ranges) {
+                attention(
+                    isa,
+                    &params,
+                    &q[rows.start * q_dim..rows.end * q_dim],
+                    segment.kv,
+                    il,
+                    segment.first_pos,
+                    &mut attn[rows.start * q_dim..rows.end * q_dim],
+                )?;
+            }
             matmul(isa, &layer.wo, attn, o, mm)?;
             if let Some(post) = &layer.post_attn_norm {
                 norm::rms_norm(o, post, c.eps)?;
@@ -371,7 +428,13 @@ impl<'a> Model<'a> {
         }
 
         let rows = match logits {
-            Logits::Last => &mut x[(n - 1) * dim..],
+            // Each segment's last row, gathered into `h` (free by now).
+            Logits::Last => {
+                for (i, rows) in ranges.iter().enumerate() {
+                    h[i * dim..][..dim].copy_from_slice(&x[(rows.end - 1) * dim..][..dim]);
+                }
+                &mut h[..ranges.len() * dim]
+            }
             Logits::From(i) => &mut x[i.min(n - 1) * dim..],
         };
         norm::rms_norm(rows, &self.out_norm, c.eps)?;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::worker::Prompt;
 
 /// An error as OpenAI reports it: an HTTP status and `{"error": {"message", "type", "param", "code"}}`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,

@@ -1,10 +1,13 @@
-//! The model thread. One thread owns the model and a few KV-cache slots and serves jobs strictly in arrival order, so
-//! outputs never mix and the HTTP side never blocks on inference. Each job runs in the slot whose cached tokens share
-//! the longest prefix with its prompt (see `Engine::run` for the exact rule), so a follow-up request — the next turn
-//! of a chat, the next keystroke's completion — only runs its new tokens.
+//! The model thread. One thread owns the model and its KV-cache slots; the HTTP side never blocks on inference.
+//! Jobs are admitted in arrival order while a slot is free, each into the slot whose cached tokens share the longest
+//! prefix with its prompt (see `Engine::admit` for the exact rule), so a follow-up request — the next turn of a chat,
+//! the next keystroke's completion — only runs its new tokens. Active jobs decode together: each step samples one
+//! token per job and runs all of them in one batched forward pass (continuous batching), which costs little more than
+//! one job's step because decoding is bound by reading the weights. Every job keeps its own cache, sampler and
+//! stop conditions, so outputs never mix.
 
 use std::cmp::Reverse;
-use std::ops::ControlFlow;
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -14,7 +17,7 @@ use anyhow::Context as _;
 use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::ModelFile;
 use hearth_runtime::fim::{ContextFile, FimRequest, fim_prompt};
-use hearth_runtime::generate::{FinishReason, StopConditions, generate};
+use hearth_runtime::generate::{FinishReason, Generator, StopConditions};
 use hearth_runtime::model::Model;
 use hearth_runtime::sampling::{Sampler, SamplerParams};
 use hearth_runtime::session::Session;
@@ -122,6 +125,26 @@ struct Engine<'a> {
     template: &'a ChatTemplate,
 }
 
+/// A job being generated in a slot.
+struct Active<'t> {
+    job: Job,
+    slot: usize,
+    sampler: Sampler,
+    generator: Generator<'t>,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    started: Instant,
+}
+
+/// Runs `f`, turning a panic (a bug) into an error so that the server keeps serving.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(ApiError::internal(
+            "the model failed while generating (a bug in hearth; see the server log)",
+        ))
+    })
+}
+
 fn serve(
     path: PathBuf,
     context: usize,
@@ -158,30 +181,102 @@ fn serve(
         tokenizer: &tokenizer,
         template: &template,
     };
-    for (clock, job) in (1..).zip(queue) {
-        // A client that left while its job waited needs nothing.
-        if job.events.is_closed() {
-            continue;
-        }
-        let start = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(&mut slots, clock, &job)));
-        let result = outcome.unwrap_or_else(|_| {
-            // A bug, not bad input: the cache may be half-written, so forget it, and keep serving.
-            slots.iter_mut().for_each(|s| s.session.clear());
-            Err(ApiError::internal(
-                "the model failed while generating (a bug in hearth; see the server log)",
-            ))
-        });
-        let seconds = start.elapsed().as_secs_f64();
-        match result {
-            Ok(summary) => eprintln!("{}: {summary} in {seconds:.2} s", job.label),
-            Err(e) => {
-                eprintln!("{}: failed with {} in {seconds:.2} s", job.label, e.status());
-                let _ = job.events.send(Event::Failed(e));
+    let mut waiting = VecDeque::new();
+    let mut active: Vec<Active<'_>> = Vec::new();
+    let mut clock = 0;
+    loop {
+        if active.is_empty() && waiting.is_empty() {
+            match queue.recv() {
+                Ok(job) => waiting.push_back(job),
+                // Every sender is gone: the server is shutting down.
+                Err(_) => return Ok(()),
             }
         }
+        waiting.extend(queue.try_iter());
+        // Admit waiting jobs, oldest first, while slots are free.
+        while active.len() < slots.len() {
+            let Some(job) = waiting.pop_front() else { break };
+            // A client that left while its job waited needs nothing.
+            if job.events.is_closed() {
+                continue;
+            }
+            clock += 1;
+            let busy: Vec<usize> = active.iter().map(|a| a.slot).collect();
+            let started = Instant::now();
+            match guarded(|| engine.admit(&mut slots, &busy, clock, &job)) {
+                Ok((slot, prompt_tokens, cached_tokens)) => {
+                    let admitted = Active {
+                        sampler: Sampler::new(job.sampling.clone()),
+                        generator: Generator::new(engine.tokenizer, job.stop_conditions()),
+                        job,
+                        slot,
+                        prompt_tokens,
+                        cached_tokens,
+                        started,
+                    };
+                    match admitted.generator.done_before_start() {
+                        Some(reason) => admitted.finish(reason),
+                        None => active.push(admitted),
+                    }
+                }
+                Err(e) => fail(&job, e, started),
+            }
+        }
+        if active.is_empty() {
+            continue;
+        }
+        if let Err(e) = guarded(|| engine.step(&mut slots, &mut active)) {
+            // The batch's state is unknown: fail its jobs and forget the caches.
+            for a in active.drain(..) {
+                fail(&a.job, e.clone(), a.started);
+            }
+            slots.iter_mut().for_each(|s| s.session.clear());
+        }
     }
-    Ok(())
+}
+
+fn fail(job: &Job, error: ApiError, started: Instant) {
+    eprintln!(
+        "{}: failed with {} in {:.2} s",
+        job.label,
+        error.status(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = job.events.send(Event::Failed(error));
+}
+
+impl Job {
+    fn stop_conditions(&self) -> StopConditions {
+        StopConditions {
+            max_tokens: self.max_tokens.unwrap_or(usize::MAX),
+            strings: self.stop.clone(),
+            ..StopConditions::default()
+        }
+    }
+}
+
+impl Active<'_> {
+    /// Sends the rest of the answer and the finish event, and logs the job.
+    fn finish(self, reason: FinishReason) {
+        let (tail, generation) = self.generator.finish(reason);
+        let events = &self.job.events;
+        if !tail.is_empty() {
+            let _ = events.send(Event::Text(tail));
+        }
+        let _ = events.send(Event::Finished {
+            completion_tokens: generation.tokens,
+            finish: generation.finish,
+        });
+        eprintln!(
+            "{}: prompt {} tokens ({} cached), {} generated, {:?} in {:.2} s",
+            self.job.label,
+            self.prompt_tokens,
+            self.cached_tokens,
+            generation.tokens,
+            generation.finish,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 impl Engine<'_> {
@@ -217,8 +312,15 @@ impl Engine<'_> {
         Ok(tokens)
     }
 
-    /// Runs `job` in the best slot; returns a line for the log.
-    fn run(&self, slots: &mut [Slot<'_, '_>], clock: u64, job: &Job) -> Result<String, ApiError> {
+    /// Puts `job`'s prompt into the best free slot (not in `busy`) and announces the start. Returns the slot, the
+    /// prompt's length and how much of it came from the cache.
+    fn admit(
+        &self,
+        slots: &mut [Slot<'_, '_>],
+        busy: &[usize],
+        clock: u64,
+        job: &Job,
+    ) -> Result<(usize, usize, usize), ApiError> {
         let prompt = self.prompt_tokens(&job.prompt)?;
         let capacity = slots[0].session.capacity();
         let reserve = job.max_tokens.unwrap_or(1);
@@ -228,45 +330,55 @@ impl Engine<'_> {
         // A slot is worth taking when it keeps at least as many tokens as it throws away (an empty slot always is):
         // then the longest reuse wins, then the least recently used. A short new chat sharing only the system
         // prompt with a long cached conversation takes an empty slot rather than destroy that conversation.
-        let slot = slots
+        let (index, slot) = slots
             .iter_mut()
-            .max_by_key(|s| {
+            .enumerate()
+            .filter(|(i, _)| !busy.contains(i))
+            .max_by_key(|(_, s)| {
                 let shared = s.session.shared_prefix(&prompt);
                 let discarded = s.session.tokens().len() - shared;
                 (shared >= discarded, shared, Reverse(s.last_used))
             })
-            .expect("at least one slot");
+            .expect("admit is only called with a free slot");
         slot.last_used = clock;
-        let model_error = |e: hearth_runtime::model::ModelError| ApiError::internal(e.to_string());
-        let cached = slot.session.prefill(&prompt).map_err(model_error)?;
-        let send = |event| job.events.send(event).is_ok();
-        send(Event::Started {
+        let cached = slot
+            .session
+            .prefill(&prompt)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let _ = job.events.send(Event::Started {
             prompt_tokens: prompt.len(),
             cached_tokens: cached,
         });
-        let mut sampler = Sampler::new(job.sampling.clone());
-        let stop = StopConditions {
-            max_tokens: job.max_tokens.unwrap_or(usize::MAX),
-            strings: job.stop.clone(),
-            ..StopConditions::default()
-        };
-        let generation = generate(&mut slot.session, self.tokenizer, &mut sampler, &stop, |text| {
-            if send(Event::Text(text.to_owned())) {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
+        Ok((index, prompt.len(), cached))
+    }
+
+    /// One token for every active job: sample each, finish those that end (or whose client left), and run the rest's
+    /// new tokens through the model in one batched forward pass.
+    fn step<'t>(&self, slots: &mut [Slot<'_, '_>], active: &mut Vec<Active<'t>>) -> Result<(), ApiError> {
+        let mut pushes = Vec::new();
+        for mut a in std::mem::take(active) {
+            let session = &slots[a.slot].session;
+            let next = session.sample(&mut a.sampler);
+            let (shown, end) = a.generator.accept(next, session.tokens().len() < session.capacity());
+            let gone = !shown.is_empty() && a.job.events.send(Event::Text(shown)).is_err();
+            match (gone, end) {
+                (true, _) => a.finish(FinishReason::Cancelled),
+                (false, Some(reason)) => a.finish(reason),
+                (false, None) => {
+                    pushes.push((a.slot, next));
+                    active.push(a);
+                }
             }
-        })
-        .map_err(model_error)?;
-        send(Event::Finished {
-            completion_tokens: generation.tokens,
-            finish: generation.finish,
-        });
-        Ok(format!(
-            "prompt {} tokens ({cached} cached), {} generated, {:?}",
-            prompt.len(),
-            generation.tokens,
-            generation.finish
-        ))
+        }
+        // Sessions in slot order, each with its token.
+        pushes.sort_unstable();
+        let tokens: Vec<u32> = pushes.iter().map(|&(_, token)| token).collect();
+        let mut sessions: Vec<&mut Session<'_, '_>> = slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| pushes.iter().any(|&(slot, _)| slot == *i))
+            .map(|(_, s)| &mut s.session)
+            .collect();
+        Session::push_each(&mut sessions, &tokens).map_err(|e| ApiError::internal(e.to_string()))
     }
 }
