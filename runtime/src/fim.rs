@@ -43,7 +43,7 @@ pub enum FimError {
 /// file separator token; without it, context files are left out (the model would read them as part of the prefix).
 pub fn fim_prompt(tokenizer: &Tokenizer, request: &FimRequest<'_>) -> Result<Vec<u32>, FimError> {
     let fim = tokenizer.fim();
-    let (Some(prefix), Some(suffix), Some(middle)) = (fim.prefix, fim.suffix, fim.middle) else {
+    let Some((prefix, suffix, middle)) = fim.infill() else {
         return Err(FimError::Unsupported);
     };
     let text = |s: &str| tokenizer.encode(s, false, false);

@@ -160,6 +160,13 @@ pub struct FimTokens {
     pub file_sep: Option<u32>,
 }
 
+impl FimTokens {
+    /// The prefix, suffix and middle tokens, if the model has all three (what fill-in-the-middle needs).
+    pub fn infill(&self) -> Option<(u32, u32, u32)> {
+        Some((self.prefix?, self.suffix?, self.middle?))
+    }
+}
+
 /// Applies llama.cpp's by-name corrections to the token types; returns the FIM tokens and the end-of-generation ids.
 fn promote_known_tokens(tokens: &[&str], types: &mut [TokenType], eos: Option<u32>) -> (FimTokens, Vec<u32>) {
     let mut end = Vec::new();

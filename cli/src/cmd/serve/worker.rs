@@ -169,10 +169,9 @@ fn serve(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let fim = tokenizer.fim();
     let info = ModelInfo {
         context,
-        fim: fim.prefix.is_some() && fim.suffix.is_some() && fim.middle.is_some(),
+        fim: tokenizer.fim().infill().is_some(),
     };
     if ready.send(Ok(info)).is_err() {
         return Ok(());
@@ -354,7 +353,7 @@ impl Engine<'_> {
 
     /// One token for every active job: sample each, finish those that end (or whose client left), and run the rest's
     /// new tokens through the model in one batched forward pass.
-    fn step<'t>(&self, slots: &mut [Slot<'_, '_>], active: &mut Vec<Active<'t>>) -> Result<(), ApiError> {
+    fn step(&self, slots: &mut [Slot<'_, '_>], active: &mut Vec<Active<'_>>) -> Result<(), ApiError> {
         let mut pushes = Vec::new();
         for mut a in std::mem::take(active) {
             let session = &slots[a.slot].session;
