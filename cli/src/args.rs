@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hearth_runtime::Store;
+use hearth_runtime::retrieval::{IndexReport, Project, find_project_root};
 use hearth_runtime::store::DEFAULT_MODEL;
 
 use crate::progress::Bars;
@@ -51,5 +52,25 @@ pub fn prompt_text(arg: Option<&str>) -> anyhow::Result<String> {
             Ok(text)
         }
         Some(text) => Ok(text.to_owned()),
+    }
+}
+
+/// Which project to work on.
+#[derive(Debug, Args)]
+pub struct ProjectArg {
+    /// Project directory [default: the nearest directory at or above the current one holding .hearth/ or .git,
+    /// else the current directory].
+    #[arg(long = "project", value_name = "DIR")]
+    pub project: Option<PathBuf>,
+}
+
+impl ProjectArg {
+    /// Opens the project and brings its index up to date (only changed files are re-read).
+    pub fn open(&self) -> anyhow::Result<(Project, IndexReport)> {
+        let root = match &self.project {
+            Some(dir) => dir.clone(),
+            None => find_project_root(&std::env::current_dir()?),
+        };
+        Ok(Project::index(&root, &mut Bars::default())?)
     }
 }

@@ -29,6 +29,12 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (for editors and any OpenAI client).
     Serve(cmd::serve::ServeArgs),
+    /// Build or update a project's retrieval index (tree-sitter chunks, BM25 terms, definitions).
+    Index(cmd::index::IndexArgs),
+    /// Search a project's code: the chunks that best match a query.
+    Search(cmd::search::SearchArgs),
+    /// Print a project's repo map: its most referenced definitions, fitted to a token budget.
+    Map(cmd::map::MapArgs),
     /// Measure prompt and generation speed (llama-bench's workloads).
     Bench(cmd::bench::BenchArgs),
     /// Measure a model's perplexity over a text file (llama.cpp's method).
@@ -48,6 +54,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Index(args) => cmd::index::run(args),
+        Command::Search(args) => cmd::search::run(args),
+        Command::Map(args) => cmd::map::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! hearth-runtime: everything between the kernel and the user.
 //!
 //! It owns files (memory-mapped model files, the model store), and will own threads, tokenizers, chat templates,
-//! sessions and project retrieval as they arrive.
+//! sessions and project retrieval.
 
 pub mod bench;
 pub mod conversation;
@@ -12,6 +12,7 @@ pub mod model_file;
 pub mod perplexity;
 pub mod progress;
 pub mod quantize;
+pub mod retrieval;
 pub mod sampling;
 pub mod session;
 pub mod store;
