@@ -148,7 +148,12 @@ pub fn update(
     let mut stale = Vec::new();
     for file in found {
         match old.remove(&file.path) {
-            Some(record) if record.size == file.size && record.modified == file.modified => records.push(record),
+            Some(record) if record.size == file.size && record.modified == file.modified => {
+                if let Some(reason) = &record.skipped {
+                    report.skipped.push(Skipped { path: Some(record.path.clone()), reason: reason.clone() });
+                }
+                records.push(record);
+            }
             _ => stale.push(file),
         }
     }

@@ -58,13 +58,13 @@ pub struct Skipped {
 /// What an index update did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct IndexReport {
-    /// Files in the index.
+    /// Files indexed (files read but left out, such as binary ones, are in `skipped`).
     pub files: usize,
     /// Chunks in the index.
     pub chunks: usize,
     /// Files read and outlined by this update.
     pub parsed: usize,
-    /// Files whose records were current.
+    /// Files whose records were current (not read again).
     pub reused: usize,
     /// Records dropped because their files are gone.
     pub removed: usize,
@@ -144,7 +144,7 @@ impl Project {
             report.written_bytes = Some(index::save(&root, &records)?);
         }
         let project = Project::from_records(root, records);
-        report.files = project.records.len();
+        report.files = project.records.iter().filter(|r| r.skipped.is_none()).count();
         report.chunks = project.chunk_ids.len();
         report.elapsed = started.elapsed();
         Ok((project, report))
