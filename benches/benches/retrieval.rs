@@ -34,7 +34,9 @@ fn retrieval(c: &mut Criterion) {
             Project::index(&root, &mut NoProgress).expect("index").1.files
         })
     });
-    group.bench_function("index_unchanged", |b| b.iter(|| Project::index(&root, &mut NoProgress).expect("index").1.files));
+    group.bench_function("index_unchanged", |b| {
+        b.iter(|| Project::index(&root, &mut NoProgress).expect("index").1.files)
+    });
     let (project, report) = Project::index(&root, &mut NoProgress).expect("index");
     eprintln!("{}: {} files, {} chunks", root.display(), report.files, report.chunks);
     group.bench_function("query", |b| b.iter(|| QUERIES.map(|q| project.search(q, 10).len())));

@@ -25,6 +25,8 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Re-encode a model with a quantization preset (the same per-tensor mixtures as llama.cpp's).
     Quantize(cmd::quantize::QuantizeArgs),
+    /// Chat about your code with the model (retrieves project code; -p answers one question and exits).
+    Chat(cmd::chat::ChatArgs),
     /// Generate text from a prompt, streamed to stdout.
     Run(cmd::run::RunArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (for editors and any OpenAI client).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
+        Command::Chat(args) => cmd::chat::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),

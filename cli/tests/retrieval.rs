@@ -20,8 +20,11 @@ fn project() -> tempfile::TempDir {
         "/// Waits longer after each failed attempt.\npub fn backoff_delay(attempt: u32) -> u64 {\n    100 << attempt\n}\n",
     )
     .unwrap();
-    fs::write(root.join("src/main.rs"), "mod net;\nfn main() {\n    let d = net::retry::backoff_delay(3);\n    println!(\"{d}\");\n}\n")
-        .unwrap();
+    fs::write(
+        root.join("src/main.rs"),
+        "mod net;\nfn main() {\n    let d = net::retry::backoff_delay(3);\n    println!(\"{d}\");\n}\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -36,15 +39,35 @@ fn index_search_and_map_on_a_project() {
     let dir = project();
     let root = dir.path().to_str().unwrap();
     let report = json(&["index", root, "--json"]);
-    assert_eq!((report["files"].as_u64(), report["parsed"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (report["files"].as_u64(), report["parsed"].as_u64()),
+        (Some(2), Some(2))
+    );
     let report = json(&["index", root, "--json"]);
-    assert_eq!((report["parsed"].as_u64(), report["reused"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(
+        (report["parsed"].as_u64(), report["reused"].as_u64()),
+        (Some(0), Some(2))
+    );
     assert!(report["written_bytes"].is_null());
 
-    let hits = json(&["search", "delay after a failed attempt", "--project", root, "--json", "-k", "1"]);
+    let hits = json(&[
+        "search",
+        "delay after a failed attempt",
+        "--project",
+        root,
+        "--json",
+        "-k",
+        "1",
+    ]);
     let hit = &hits[0];
-    assert_eq!((hit["path"].as_str(), hit["symbol"].as_str()), (Some("src/net/retry.rs"), Some("backoff_delay")));
-    assert_eq!((hit["start_line"].as_u64(), hit["end_line"].as_u64()), (Some(1), Some(4)));
+    assert_eq!(
+        (hit["path"].as_str(), hit["symbol"].as_str()),
+        (Some("src/net/retry.rs"), Some("backoff_delay"))
+    );
+    assert_eq!(
+        (hit["start_line"].as_u64(), hit["end_line"].as_u64()),
+        (Some(1), Some(4))
+    );
     assert!(hit["text"].as_str().unwrap().starts_with("/// Waits longer"));
 
     let map = json(&["map", "--project", root, "--focus", "src/main.rs", "--json"]);
@@ -62,7 +85,10 @@ fn search_finds_the_project_root_from_a_subdirectory() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("src/net/retry.rs:1-4  backoff_delay  (function, score "), "{stdout}");
+    assert!(
+        stdout.starts_with("src/net/retry.rs:1-4  backoff_delay  (function, score "),
+        "{stdout}"
+    );
     assert!(Path::new(&dir.path().join(".hearth/index.bin")).is_file());
 }
 
@@ -73,5 +99,8 @@ fn bad_arguments_are_clear_errors() {
     let dir = project();
     let root = dir.path().to_str().unwrap();
     let (ok, _, stderr) = hearth(&["map", "--project", root, "--focus", "nope.rs"]);
-    assert!(!ok && stderr.contains("--focus nope.rs: not an indexed file"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("--focus nope.rs: not an indexed file"),
+        "{stderr}"
+    );
 }

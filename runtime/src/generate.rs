@@ -34,6 +34,18 @@ pub enum FinishReason {
     Cancelled,
 }
 
+impl FinishReason {
+    /// Lower-case name for output (`stop`, `length`, `context_full`, `cancelled`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContextFull => "context_full",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// What a generation produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Generation {

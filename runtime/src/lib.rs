@@ -4,8 +4,10 @@
 //! sessions and project retrieval.
 
 pub mod bench;
+pub mod chat;
 pub mod conversation;
 pub mod fim;
+pub mod fsutil;
 pub mod generate;
 pub mod model;
 pub mod model_file;

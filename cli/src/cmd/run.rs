@@ -10,12 +10,12 @@ use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::ModelFile;
 use hearth_runtime::generate::{FinishReason, StopConditions, generate};
 use hearth_runtime::model::Model;
-use hearth_runtime::sampling::{Sampler, SamplerParams};
+use hearth_runtime::sampling::Sampler;
 use hearth_runtime::session::Session;
 use hearth_runtime::template::{ChatTemplate, Message};
 use hearth_runtime::tokenizer::Tokenizer;
 
-use crate::args::{ModelArg, ThreadsArg, prompt_text};
+use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, prompt_text};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -27,35 +27,12 @@ pub struct RunArgs {
     /// Tokens to generate (generation also stops at the end-of-turn token unless --ignore-eos).
     #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
     n_predict: usize,
-    /// Context size in tokens (the KV cache); 0 means the model's trained context, capped at 8192.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
-    ctx_size: usize,
+    #[command(flatten)]
+    context: ContextArg,
     #[command(flatten)]
     threads: ThreadsArg,
-    /// Temperature; 0 is greedy.
-    #[arg(long = "temp", default_value_t = SamplerParams::default().temperature)]
-    temperature: f32,
-    /// Top-k (0: off).
-    #[arg(long, default_value_t = SamplerParams::default().top_k)]
-    top_k: usize,
-    /// Top-p (1: off).
-    #[arg(long, default_value_t = SamplerParams::default().top_p)]
-    top_p: f32,
-    /// Min-p (0: off).
-    #[arg(long, default_value_t = SamplerParams::default().min_p)]
-    min_p: f32,
-    /// Repetition penalty (1: off).
-    #[arg(long, default_value_t = SamplerParams::default().repeat_penalty)]
-    repeat_penalty: f32,
-    /// Frequency penalty.
-    #[arg(long, default_value_t = 0.0)]
-    frequency_penalty: f32,
-    /// Presence penalty.
-    #[arg(long, default_value_t = 0.0)]
-    presence_penalty: f32,
-    /// Random seed (same seed, same output).
-    #[arg(short = 's', long, default_value_t = SamplerParams::default().seed)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Keep generating past the end-of-turn token.
     #[arg(long)]
     ignore_eos: bool,
@@ -90,24 +67,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         tokenizer.encode(&prompt, true, true)
     };
-    let ctx = if args.ctx_size > 0 {
-        args.ctx_size
-    } else {
-        model.config().context_length.min(8192)
-    };
+    let ctx = args.context.size(&model);
     let mut session = Session::new(&model, ctx, KvType::F16)?;
-    let params = SamplerParams {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repeat_penalty: args.repeat_penalty,
-        frequency_penalty: args.frequency_penalty,
-        presence_penalty: args.presence_penalty,
-        seed: args.seed,
-        ..SamplerParams::default()
-    };
-    let mut sampler = Sampler::new(params);
+    let mut sampler = Sampler::new(args.sampling.params());
     let stop = StopConditions {
         max_tokens: args.n_predict,
         strings: args.stop.clone(),

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -102,7 +102,8 @@ pub fn exists(root: &Path) -> bool {
     root.join(HEARTH_DIR).join(INDEX_FILE).is_file()
 }
 
-/// Saves records atomically; returns the size of the index file.
+/// Saves records atomically (a crash or a concurrent indexer never leaves a torn index: the last complete write
+/// wins); returns the size of the index file.
 pub fn save(root: &Path, records: &[FileRecord]) -> Result<u64, RetrievalError> {
     let dir = root.join(HEARTH_DIR);
     let io_error = |path: &Path| {
@@ -118,21 +119,13 @@ pub fn save(root: &Path, records: &[FileRecord]) -> Result<u64, RetrievalError> 
         path: dir.clone(),
         source: io::Error::other(format!("cannot encode the index: {e}")),
     })?;
-    // Unique per process, so concurrent indexers never write into each other's file; the last rename wins whole.
-    let temporary = dir.join(format!("{INDEX_FILE}.{}.tmp", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(MAGIC)?;
-        file.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        file.write_all(&payload)?;
-        file.sync_all()?;
-        fs::rename(&temporary, dir.join(INDEX_FILE))
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&temporary);
-        io_error(&temporary)(e)
-    })?;
-    Ok((MAGIC.len() + 4 + payload.len()) as u64)
+    let mut bytes = Vec::with_capacity(MAGIC.len() + 4 + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let path = dir.join(INDEX_FILE);
+    crate::fsutil::write_atomic(&path, &bytes).map_err(io_error(&path))?;
+    Ok(bytes.len() as u64)
 }
 
 /// Brings `records` up to date with the files under `root`: unchanged files keep their records, new and changed
@@ -150,7 +143,10 @@ pub fn update(
         match old.remove(&file.path) {
             Some(record) if record.size == file.size && record.modified == file.modified => {
                 if let Some(reason) = &record.skipped {
-                    report.skipped.push(Skipped { path: Some(record.path.clone()), reason: reason.clone() });
+                    report.skipped.push(Skipped {
+                        path: Some(record.path.clone()),
+                        reason: reason.clone(),
+                    });
                 }
                 records.push(record);
             }

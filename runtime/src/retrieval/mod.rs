@@ -121,8 +121,11 @@ pub struct Project {
     chunk_ids: Vec<(u32, u32)>,
 }
 
-/// Share of a context budget the repo map may take when chunks could use it all.
+/// The repo map takes at most 1/MAP_SHARE of a context budget; quoted chunks the rest.
 const MAP_SHARE: usize = 4;
+/// Chunks scoring below this fraction of the best match are left out even when there is room: weak matches cost
+/// prompt-processing time (the slowest part of a turn on a CPU) and distract a small model.
+const MIN_RELATIVE_SCORE: f32 = 0.5;
 /// Search results considered for a context.
 const CONTEXT_CANDIDATES: usize = 24;
 
@@ -130,7 +133,6 @@ impl Project {
     /// Opens the project at `root` and brings its index (`root/.hearth/index.bin`) up to date, writing it back if
     /// anything changed.
     pub fn index(root: &Path, progress: &mut dyn Progress) -> Result<(Project, IndexReport), RetrievalError> {
-        let started = Instant::now();
         if !root.is_dir() {
             return Err(RetrievalError::NotADirectory(root.to_owned()));
         }
@@ -138,34 +140,46 @@ impl Project {
             path: root.to_owned(),
             source,
         })?;
-        let mut records = index::load(&root, progress);
-        let mut report = IndexReport::default();
-        if index::update(&root, &mut records, &mut report, progress) || !index::exists(&root) {
-            report.written_bytes = Some(index::save(&root, &records)?);
-        }
-        let project = Project::from_records(root, records);
-        report.files = project.records.iter().filter(|r| r.skipped.is_none()).count();
-        report.chunks = project.chunk_ids.len();
-        report.elapsed = started.elapsed();
+        let records = index::load(&root, progress);
+        let mut project = Project {
+            root,
+            records,
+            bm25: Bm25::default(),
+            chunk_ids: Vec::new(),
+        };
+        let report = project.refresh(progress)?;
         Ok((project, report))
     }
 
-    fn from_records(root: PathBuf, records: Vec<FileRecord>) -> Project {
-        let mut chunk_ids = Vec::new();
-        for (file, record) in records.iter().enumerate() {
-            chunk_ids.extend((0..record.terms.len()).map(|chunk| (file as u32, chunk as u32)));
+    /// Brings the index up to date with the files as they are now (files edited since the last update are read
+    /// again), saving it if anything changed.
+    pub fn refresh(&mut self, progress: &mut dyn Progress) -> Result<IndexReport, RetrievalError> {
+        let started = Instant::now();
+        let mut report = IndexReport::default();
+        let changed = index::update(&self.root, &mut self.records, &mut report, progress);
+        if changed || !index::exists(&self.root) {
+            report.written_bytes = Some(index::save(&self.root, &self.records)?);
         }
-        let bm25 = Bm25::build(
-            records
+        if changed || self.chunk_ids.is_empty() {
+            self.rebuild_search();
+        }
+        report.files = self.records.iter().filter(|r| r.skipped.is_none()).count();
+        report.chunks = self.chunk_ids.len();
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    fn rebuild_search(&mut self) {
+        self.chunk_ids.clear();
+        for (file, record) in self.records.iter().enumerate() {
+            self.chunk_ids
+                .extend((0..record.terms.len()).map(|chunk| (file as u32, chunk as u32)));
+        }
+        self.bm25 = Bm25::build(
+            self.records
                 .iter()
                 .flat_map(|r| r.chunks().map(|(chunk, terms)| (terms, prior(&r.path, chunk)))),
         );
-        Project {
-            root,
-            records,
-            bm25,
-            chunk_ids,
-        }
     }
 
     /// The project root (canonical).
@@ -227,13 +241,16 @@ impl Project {
         Ok(text)
     }
 
-    /// Context for a prompt: the best-matching chunks (outside the files in play) as fenced quotes, then a repo map
-    /// leaning toward the files in play, all within `request.budget` tokens as measured by `count_tokens`.
+    /// Context for a prompt: the best-matching chunks (outside the files in play, scoring at least half the best) as
+    /// fenced quotes, then a repo map leaning toward the files in play, all within `request.budget` tokens as
+    /// measured by `count_tokens`.
     pub fn context(&self, request: &ContextRequest<'_>, count_tokens: &dyn Fn(&str) -> usize) -> Context {
         let mut context = Context::default();
         let chunk_budget = request.budget - request.budget / MAP_SHARE;
         let mut used = 0;
-        for hit in self.search_outside(request.query, CONTEXT_CANDIDATES, request.files) {
+        let hits = self.search_outside(request.query, CONTEXT_CANDIDATES, request.files);
+        let floor = hits.first().map_or(0.0, |best| best.score * MIN_RELATIVE_SCORE);
+        for hit in hits.into_iter().take_while(|h| h.score >= floor) {
             // A file that vanished since indexing has nothing to quote; the rest of the context is still useful.
             let Ok(quote) = self.quote(&hit) else { continue };
             let block = render_quote(&hit, &quote);
@@ -249,11 +266,8 @@ impl Project {
             files: request.files,
             text: request.query,
         };
-        let map = self.repo_map(
-            &focus,
-            request.budget.saturating_sub(used + MAP_HEADING_TOKENS),
-            count_tokens,
-        );
+        let map_budget = (request.budget / MAP_SHARE).min(request.budget.saturating_sub(used));
+        let map = self.repo_map(&focus, map_budget.saturating_sub(MAP_HEADING_TOKENS), count_tokens);
         if !map.entries.is_empty() {
             context.text.push_str("Repository map (definitions, by file):\n");
             context.text.push_str(&map.text);
@@ -267,9 +281,16 @@ impl Project {
 /// repeats the words of what it tests: at equal score the implementation should win.
 const TEST_PRIOR: f32 = 0.5;
 
+/// How much prose (a section of a Markdown or other text file) counts against code. Docs repeat the words of
+/// questions ("how does X decide Y") without being the code that does it; at a clearly better score they still win.
+const PROSE_PRIOR: f32 = 0.6;
+
 /// A chunk's score multiplier: [`TEST_PRIOR`] for test code (test directories and files by the common naming
-/// conventions, Rust `tests` modules, Python `test_` functions), 1 otherwise.
+/// conventions, Rust `tests` modules, Python `test_` functions), [`PROSE_PRIOR`] for text sections, 1 otherwise.
 fn prior(path: &str, chunk: &Chunk) -> f32 {
+    if chunk.kind == ChunkKind::Section {
+        return PROSE_PRIOR;
+    }
     let file = path.rsplit('/').next().unwrap_or(path);
     let stem = file.split('.').next().unwrap_or(file);
     let in_test_dir = path
@@ -309,13 +330,12 @@ fn render_quote(hit: &Hit, quote: &str) -> String {
     format!("{}:{start}-{end}{symbol}\n```{fence}\n{quote}```\n\n", hit.path)
 }
 
-/// The project `start` belongs to: the nearest directory at or above it holding `.hearth/` or `.git`, else `start`.
-pub fn find_project_root(start: &Path) -> PathBuf {
+/// The project `start` belongs to: the nearest directory at or above it holding `.hearth/` or `.git`.
+pub fn project_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
         .find(|dir| dir.join(HEARTH_DIR).is_dir() || dir.join(".git").exists())
-        .unwrap_or(start)
-        .to_owned()
+        .map(Path::to_owned)
 }
 
 /// A rough token count (four characters per token) for callers without a model's tokenizer at hand.

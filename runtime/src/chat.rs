@@ -1,0 +1,608 @@
+//! A chat about a project: turns, files pinned into the conversation, code retrieved for each question, and a
+//! prompt that keeps the KV cache useful from turn to turn.
+//!
+//! The prompt is laid out so that what changes least comes first:
+//! ```text
+//! system: instructions + pinned files (re-read each turn)    ← changes only on /add, /drop, /system or a file edit
+//! user:   retrieved code + question 1
+//! assistant: answer 1                                        ← earlier turns are kept exactly as sent
+//! user:   retrieved code + question N                        ← only this is new: a follow-up prefills just it
+//! ```
+//! When the conversation outgrows the context, the code retrieved for earlier questions goes first (it can be found
+//! again), then — only under [`OverflowPolicy::DropOldestTurns`] — whole old turns; otherwise the turn is refused with
+//! a message that says what to do. Never silent truncation.
+
+use std::fs;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::conversation::{Conversation, ConversationError, OverflowPolicy};
+use crate::generate::{FinishReason, StopConditions, generate};
+use crate::model::{Model, ModelError};
+use crate::retrieval::{ContextRequest, Hit, MAX_FILE_BYTES, Project, RetrievalError};
+use crate::sampling::{Sampler, SamplerParams};
+use crate::session::Session;
+use crate::template::{ChatTemplate, Message};
+use crate::tokenizer::Tokenizer;
+use hearth_kernel::ops::kv::KvType;
+
+/// The system prompt when none is configured.
+pub const DEFAULT_SYSTEM: &str = "You are hearth, a coding assistant that runs locally. Answer precisely and \
+concisely. Put code in Markdown code blocks tagged with the language. When project code is shown, refer to it by \
+file path, and say so when it does not contain what is needed instead of guessing.";
+
+/// How a chat behaves.
+#[derive(Clone, Debug)]
+pub struct ChatSettings {
+    /// The system prompt (pinned files are appended to it).
+    pub system: String,
+    /// Most tokens per answer; this much of the context is kept free for it.
+    pub max_answer_tokens: usize,
+    /// Sampling.
+    pub sampler: SamplerParams,
+    /// Tokens of retrieved code per question (0: none).
+    pub retrieval_budget: usize,
+    /// What to do when the conversation does not fit.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            system: DEFAULT_SYSTEM.to_owned(),
+            max_answer_tokens: 1024,
+            sampler: SamplerParams::default(),
+            retrieval_budget: 1536,
+            overflow: OverflowPolicy::Error,
+        }
+    }
+}
+
+/// Where a piece of retrieved code came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// File, relative to the project root.
+    pub path: String,
+    /// First line.
+    pub start_line: u32,
+    /// Last line.
+    pub end_line: u32,
+    /// Qualified symbol, when the chunk is a definition.
+    pub symbol: Option<String>,
+}
+
+impl From<&Hit> for SourceRef {
+    fn from(hit: &Hit) -> Self {
+        SourceRef {
+            path: hit.path.clone(),
+            start_line: hit.chunk.lines.start,
+            end_line: hit.chunk.lines.end,
+            symbol: hit.chunk.symbol.clone(),
+        }
+    }
+}
+
+/// One question and its answer, as sent to the model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    /// What the user wrote.
+    pub user: String,
+    /// Retrieved code sent with it (dropped first when the context fills up).
+    pub context: Option<String>,
+    /// Where that code came from.
+    pub sources: Vec<SourceRef>,
+    /// The answer (as far as it got, if it was stopped).
+    pub answer: String,
+}
+
+/// A conversation as saved by `/save` and read by `/load`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// The system prompt.
+    pub system: String,
+    /// Pinned files (relative to the project root).
+    pub pinned: Vec<String>,
+    /// The turns, oldest first.
+    pub turns: Vec<Turn>,
+}
+
+/// What one turn cost and produced.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TurnStats {
+    /// Tokens of the whole prompt.
+    pub prompt_tokens: usize,
+    /// Of those, how many the KV cache already held.
+    pub cached_tokens: usize,
+    /// From the question to the first answer token (retrieval, prefill and one decode step).
+    pub first_token: Duration,
+    /// Tokens generated.
+    pub generated: usize,
+    /// Time spent generating after the first token.
+    pub generation_time: Duration,
+    /// Why the answer ended.
+    #[serde(serialize_with = "finish_name")]
+    pub finish: FinishReason,
+    /// Code retrieved for this question.
+    pub sources: Vec<SourceRef>,
+    /// Earlier turns whose retrieved code was dropped to make room.
+    pub contexts_dropped: usize,
+    /// Earlier turns dropped whole to make room (only under the drop-oldest policy).
+    pub turns_dropped: usize,
+}
+
+impl TurnStats {
+    /// Generation speed after the first token.
+    pub fn tokens_per_second(&self) -> f64 {
+        self.generated.saturating_sub(1) as f64 / self.generation_time.as_secs_f64().max(1e-9)
+    }
+}
+
+fn finish_name<S: serde::Serializer>(finish: &FinishReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(finish.name())
+}
+
+/// How the context is spent, in tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    /// The whole context.
+    pub capacity: usize,
+    /// System prompt.
+    pub system: usize,
+    /// Pinned files.
+    pub files: usize,
+    /// Earlier turns (questions, their retrieved code and answers).
+    pub history: usize,
+    /// Retrieved code allowed per question.
+    pub retrieval: usize,
+    /// Kept free for the answer.
+    pub answer: usize,
+}
+
+impl Budget {
+    /// What is left for the next question itself.
+    pub fn free(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.system + self.files + self.history + self.retrieval + self.answer)
+    }
+}
+
+/// Why a chat operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The conversation does not fit (the message says what to do).
+    #[error("{0}")]
+    Overflow(ConversationError),
+    /// Indexing or reading the project failed.
+    #[error(transparent)]
+    Retrieval(#[from] RetrievalError),
+    /// A file could not be pinned or read.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A chat with one model, optionally about one project.
+#[derive(Debug)]
+pub struct Chat<'m, 'a> {
+    tokenizer: &'m Tokenizer,
+    template: &'m ChatTemplate,
+    session: Session<'m, 'a>,
+    settings: ChatSettings,
+    project: Option<Project>,
+    retrieval: bool,
+    pinned: Vec<String>,
+    turns: Vec<Turn>,
+}
+
+impl<'m, 'a> Chat<'m, 'a> {
+    /// A chat with a KV cache of `context` tokens; with a project, retrieval is on.
+    pub fn new(
+        model: &'m Model<'a>,
+        tokenizer: &'m Tokenizer,
+        template: &'m ChatTemplate,
+        context: usize,
+        settings: ChatSettings,
+        project: Option<Project>,
+    ) -> Result<Self, ChatError> {
+        Ok(Chat {
+            tokenizer,
+            template,
+            session: Session::new(model, context, KvType::F16)?,
+            retrieval: project.is_some() && settings.retrieval_budget > 0,
+            settings,
+            project,
+            pinned: Vec::new(),
+            turns: Vec::new(),
+        })
+    }
+
+    /// Asks a question: retrieves code for it, fits the conversation into the context, and streams the answer to
+    /// `on_text` (returning [`ControlFlow::Break`] stops it; what was said so far is kept).
+    pub fn ask(
+        &mut self,
+        text: &str,
+        mut on_text: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<TurnStats, ChatError> {
+        let started = Instant::now();
+        let (context, sources) = self.retrieve(text)?;
+        self.turns.push(Turn {
+            user: text.to_owned(),
+            context,
+            sources: sources.clone(),
+            answer: String::new(),
+        });
+        let fitted = match self.fit() {
+            Ok(fitted) => fitted,
+            Err(e) => {
+                self.turns.pop();
+                return Err(e);
+            }
+        };
+        let cached_tokens = self.session.prefill(&fitted.tokens)?;
+        let mut sampler = Sampler::new(self.settings.sampler.clone());
+        let stop = StopConditions {
+            max_tokens: self.settings.max_answer_tokens,
+            ..StopConditions::default()
+        };
+        let mut first_token = None;
+        let generation = generate(&mut self.session, self.tokenizer, &mut sampler, &stop, |piece| {
+            first_token.get_or_insert_with(|| started.elapsed());
+            on_text(piece)
+        })?;
+        let first_token = first_token.unwrap_or_else(|| started.elapsed());
+        if let Some(turn) = self.turns.last_mut() {
+            turn.answer = generation.text;
+        }
+        Ok(TurnStats {
+            prompt_tokens: fitted.tokens.len(),
+            cached_tokens,
+            first_token,
+            generated: generation.tokens,
+            generation_time: started.elapsed().saturating_sub(first_token),
+            finish: generation.finish,
+            sources,
+            contexts_dropped: fitted.contexts_dropped,
+            turns_dropped: fitted.turns_dropped,
+        })
+    }
+
+    /// Code for a question (with the previous question, so that follow-ups keep their topic), fitted to the
+    /// retrieval budget; the project index is refreshed first so that edits made during the chat are seen.
+    fn retrieve(&mut self, text: &str) -> Result<(Option<String>, Vec<SourceRef>), ChatError> {
+        let Some(project) = self.project.as_mut().filter(|_| self.retrieval) else {
+            return Ok((None, Vec::new()));
+        };
+        project.refresh(&mut crate::NoProgress)?;
+        let query = match self.turns.last() {
+            Some(previous) => format!("{text}\n{}", previous.user),
+            None => text.to_owned(),
+        };
+        let tokenizer = self.tokenizer;
+        let count = |s: &str| tokenizer.encode(s, false, false).len();
+        let request = ContextRequest {
+            query: &query,
+            files: &self.pinned,
+            budget: self.settings.retrieval_budget,
+        };
+        let context = project.context(&request, &count);
+        if context.text.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        Ok((
+            Some(context.text),
+            context.sources.iter().map(SourceRef::from).collect(),
+        ))
+    }
+
+    /// The prompt for the current turns, shortened as the module docs describe when it does not fit.
+    fn fit(&mut self) -> Result<Fitted, ChatError> {
+        let capacity = self.session.capacity();
+        let reserve = self.settings.max_answer_tokens;
+        let system = self.system_message()?;
+        let mut contexts_dropped = 0;
+        loop {
+            let mut conversation = Conversation {
+                messages: self.messages(&system),
+            };
+            let policy = OverflowPolicy::Error;
+            match conversation.fit(self.template, self.tokenizer, capacity, reserve, policy) {
+                Ok(fitted) => {
+                    return Ok(Fitted {
+                        tokens: fitted.tokens,
+                        contexts_dropped,
+                        turns_dropped: 0,
+                    });
+                }
+                Err(ConversationError::Overflow { .. }) => {}
+                Err(e) => return Err(ChatError::Overflow(e)),
+            }
+            // Retrieved code of earlier turns goes first, oldest first.
+            let older = self.turns.len() - 1;
+            match self.turns[..older].iter_mut().find(|t| t.context.is_some()) {
+                Some(turn) => {
+                    turn.context = None;
+                    contexts_dropped += 1;
+                }
+                None => break,
+            }
+        }
+        let mut conversation = Conversation {
+            messages: self.messages(&system),
+        };
+        let fitted = conversation
+            .fit(self.template, self.tokenizer, capacity, reserve, self.settings.overflow)
+            .map_err(ChatError::Overflow)?;
+        // The policy drops a user message with its answer: whole turns, from the front.
+        let turns_dropped = fitted.dropped.div_ceil(2);
+        self.turns.drain(..turns_dropped);
+        Ok(Fitted {
+            tokens: fitted.tokens,
+            contexts_dropped,
+            turns_dropped,
+        })
+    }
+
+    /// The system prompt with the pinned files' current text.
+    fn system_message(&self) -> Result<Message, ChatError> {
+        let mut text = self.settings.system.clone();
+        if !self.pinned.is_empty() {
+            text.push_str("\n\nFiles the user added to the conversation:\n");
+            for path in &self.pinned {
+                let content = read_text(&self.resolve(path)).map_err(|reason| ChatError::File {
+                    path: path.clone(),
+                    reason: format!("{reason} (/drop it)"),
+                })?;
+                let fence = crate::retrieval::Lang::of_path(Path::new(path)).map_or("", |l| l.fence());
+                text.push_str(&format!("\n{path}\n```{fence}\n{content}"));
+                if !content.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str("```\n");
+            }
+        }
+        Ok(Message::new("system", text))
+    }
+
+    fn messages(&self, system: &Message) -> Vec<Message> {
+        let mut messages = Vec::with_capacity(1 + 2 * self.turns.len());
+        if !system.content.is_empty() {
+            messages.push(system.clone());
+        }
+        for (i, turn) in self.turns.iter().enumerate() {
+            let user = match &turn.context {
+                Some(context) => format!(
+                    "Code from the project that may be relevant (found by search; it may be incomplete):\n\n\
+                     {context}---\n\n{}",
+                    turn.user
+                ),
+                None => turn.user.clone(),
+            };
+            messages.push(Message::new("user", user));
+            if i + 1 < self.turns.len() {
+                messages.push(Message::new("assistant", turn.answer.as_str()));
+            }
+        }
+        messages
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        match &self.project {
+            Some(project) => project.root().join(path),
+            None => PathBuf::from(path),
+        }
+    }
+
+    /// Pins files into the conversation: a path, a directory (its indexed files) or a glob over the project's
+    /// indexed files. Returns the files added.
+    pub fn pin(&mut self, spec: &str) -> Result<Vec<String>, ChatError> {
+        let bad = |reason: &str| ChatError::File {
+            path: spec.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut added = Vec::new();
+        let as_path = self.relative(spec);
+        let candidates: Vec<String> = match (&self.project, &as_path) {
+            (_, Some(path)) if self.resolve(path).is_file() => vec![path.clone()],
+            (Some(project), Some(dir)) if self.resolve(dir).is_dir() => {
+                let prefix = if dir.is_empty() {
+                    String::new()
+                } else {
+                    format!("{dir}/")
+                };
+                indexed(project).filter(|p| p.starts_with(&prefix)).collect()
+            }
+            (Some(project), _) => {
+                let glob = globset::Glob::new(spec)
+                    .map_err(|e| bad(&e.to_string()))?
+                    .compile_matcher();
+                indexed(project).filter(|p| glob.is_match(p)).collect()
+            }
+            (None, _) => return Err(bad("no such file")),
+        };
+        if candidates.is_empty() {
+            return Err(bad("matches no file of the project"));
+        }
+        for path in candidates {
+            read_text(&self.resolve(&path)).map_err(|reason| ChatError::File {
+                path: path.clone(),
+                reason,
+            })?;
+            if !self.pinned.contains(&path) {
+                self.pinned.push(path.clone());
+                added.push(path);
+            }
+        }
+        Ok(added)
+    }
+
+    /// `spec` as a path relative to the project root (None when it points outside the project).
+    fn relative(&self, spec: &str) -> Option<String> {
+        let Some(project) = &self.project else {
+            return Some(spec.to_owned());
+        };
+        let path = Path::new(spec);
+        let absolute = if path.is_absolute() {
+            path.to_owned()
+        } else {
+            std::env::current_dir().ok()?.join(path)
+        };
+        let absolute = absolute.canonicalize().unwrap_or(absolute);
+        let relative = absolute.strip_prefix(project.root()).ok()?;
+        let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
+        Some(parts?.join("/"))
+    }
+
+    /// Unpins files matching `spec` (a pinned path or a glob), or all of them with `None`. Returns those removed.
+    pub fn unpin(&mut self, spec: Option<&str>) -> Result<Vec<String>, ChatError> {
+        let Some(spec) = spec else {
+            return Ok(std::mem::take(&mut self.pinned));
+        };
+        let relative = self.relative(spec).unwrap_or_else(|| spec.to_owned());
+        let glob = globset::Glob::new(spec)
+            .map_err(|e| ChatError::File {
+                path: spec.to_owned(),
+                reason: e.to_string(),
+            })?
+            .compile_matcher();
+        let (removed, kept) = std::mem::take(&mut self.pinned)
+            .into_iter()
+            .partition(|p| *p == relative || glob.is_match(p));
+        self.pinned = kept;
+        Ok(removed)
+    }
+
+    /// Files pinned into the conversation.
+    pub fn pinned(&self) -> &[String] {
+        &self.pinned
+    }
+
+    /// The turns so far.
+    pub fn turns(&self) -> &[Turn] {
+        &self.turns
+    }
+
+    /// Forgets the turns (pinned files and the system prompt stay).
+    pub fn clear(&mut self) {
+        self.turns.clear();
+    }
+
+    /// Replaces the system prompt.
+    pub fn set_system(&mut self, text: &str) {
+        self.settings.system = text.to_owned();
+    }
+
+    /// Turns retrieval on or off; returns false when there is no project to retrieve from.
+    pub fn set_retrieval(&mut self, on: bool) -> bool {
+        self.retrieval = on && self.project.is_some();
+        self.retrieval == on
+    }
+
+    /// Whether retrieval is on.
+    pub fn retrieval(&self) -> bool {
+        self.retrieval
+    }
+
+    /// Sets what happens when the conversation outgrows the context.
+    pub fn set_overflow(&mut self, policy: OverflowPolicy) {
+        self.settings.overflow = policy;
+    }
+
+    /// The current overflow policy.
+    pub fn overflow(&self) -> OverflowPolicy {
+        self.settings.overflow
+    }
+
+    /// Ends the chat, handing back its project (to carry it over to a chat with another model).
+    pub fn into_project(self) -> Option<Project> {
+        self.project
+    }
+
+    /// The project, if the chat has one.
+    pub fn project(&self) -> Option<&Project> {
+        self.project.as_ref()
+    }
+
+    /// How the context is spent now.
+    pub fn budget(&self) -> Result<Budget, ChatError> {
+        let count = |s: &str| self.tokenizer.encode(s, false, false).len();
+        let system = count(&self.settings.system);
+        let with_files = count(&self.system_message()?.content);
+        let history = self
+            .turns
+            .iter()
+            .map(|t| count(t.context.as_deref().unwrap_or("")) + count(&t.user) + count(&t.answer))
+            .sum();
+        Ok(Budget {
+            capacity: self.session.capacity(),
+            system,
+            files: with_files - system.min(with_files),
+            history,
+            retrieval: if self.retrieval {
+                self.settings.retrieval_budget
+            } else {
+                0
+            },
+            answer: self.settings.max_answer_tokens,
+        })
+    }
+
+    /// The conversation, for saving.
+    pub fn transcript(&self) -> Transcript {
+        Transcript {
+            system: self.settings.system.clone(),
+            pinned: self.pinned.clone(),
+            turns: self.turns.clone(),
+        }
+    }
+
+    /// Replaces the conversation with a saved one (pinned files must still be readable).
+    pub fn restore(&mut self, transcript: Transcript) -> Result<(), ChatError> {
+        for path in &transcript.pinned {
+            read_text(&self.resolve(path)).map_err(|reason| ChatError::File {
+                path: path.clone(),
+                reason,
+            })?;
+        }
+        self.settings.system = transcript.system;
+        self.pinned = transcript.pinned;
+        self.turns = transcript.turns;
+        Ok(())
+    }
+}
+
+struct Fitted {
+    tokens: Vec<u32>,
+    contexts_dropped: usize,
+    turns_dropped: usize,
+}
+
+fn indexed(project: &Project) -> impl Iterator<Item = String> + '_ {
+    project
+        .files()
+        .iter()
+        .filter(|r| r.skipped.is_none())
+        .map(|r| r.path.clone())
+}
+
+/// A file's text, refusing what cannot go into a prompt (binary, huge, unreadable).
+fn read_text(path: &Path) -> Result<String, String> {
+    let metadata = fs::metadata(path).map_err(|e| e.to_string())?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!("larger than {} KiB", MAX_FILE_BYTES >> 10));
+    }
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.contains(&0) {
+        return Err("binary file".to_owned());
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
