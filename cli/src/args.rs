@@ -10,27 +10,39 @@ use hearth_runtime::retrieval::{IndexReport, Project, project_root};
 use hearth_runtime::sampling::SamplerParams;
 use hearth_runtime::store::DEFAULT_MODEL;
 
+use crate::config;
 use crate::progress::Bars;
 
 /// Which model to use.
 #[derive(Debug, Args)]
 pub struct ModelArg {
-    /// A known model name (see `hearth models list`; fetched on first use) or a path to a .gguf file.
-    #[arg(short = 'm', long = "model", env = "HEARTH_MODEL", default_value = DEFAULT_MODEL)]
-    pub model: String,
+    /// A known model name (see `hearth models list`; fetched on first use) or a path to a .gguf file [default:
+    /// the settings files' `model`, else qwen2.5-coder-1.5b-instruct].
+    #[arg(short = 'm', long = "model", env = "HEARTH_MODEL")]
+    pub model: Option<String>,
 }
 
 impl ModelArg {
+    /// The model as named by the flag, the environment or the settings files.
+    pub fn spec(&self) -> anyhow::Result<String> {
+        config::resolve(self.model.clone(), |c| c.model.clone(), DEFAULT_MODEL.to_owned())
+    }
+
     /// The model's file, pulling it into the store first if it is a known model that is not there yet.
     pub fn resolve(&self) -> anyhow::Result<PathBuf> {
-        Ok(Store::from_env()?.resolve(&self.model, &mut Bars::default())?)
+        resolve_model(&self.spec()?)
     }
+}
+
+/// The file of a model name or path, pulling a known model into the store first if it is not there yet.
+pub fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
+    Ok(Store::from_env()?.resolve(spec, &mut Bars::default())?)
 }
 
 /// How many threads the kernels use.
 #[derive(Debug, Args)]
 pub struct ThreadsArg {
-    /// Threads (default: all cores).
+    /// Threads [default: the settings files' `threads`, else all cores].
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
 }
@@ -38,7 +50,7 @@ pub struct ThreadsArg {
 impl ThreadsArg {
     /// Sizes the kernels' thread pool (call before any model work).
     pub fn apply(&self) -> anyhow::Result<()> {
-        if let Some(n) = self.threads {
+        if let Some(n) = self.threads.or(config::current()?.get(|c| c.threads)) {
             hearth_runtime::set_threads(n).map_err(|e| anyhow::anyhow!("cannot use {n} threads: {e}"))?;
         }
         Ok(())
@@ -83,64 +95,75 @@ impl ProjectArg {
 /// Context size.
 #[derive(Debug, Args)]
 pub struct ContextArg {
-    /// Context size in tokens (the KV cache); 0 means the model's trained context, capped at 8192.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
-    pub ctx_size: usize,
+    /// Context size in tokens (the KV cache); 0 means the model's trained context, capped at 8192 [default: the
+    /// settings files' `context`, else 0].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
 }
 
 impl ContextArg {
     /// The context to allocate for `model`.
-    pub fn size(&self, model: &Model<'_>) -> usize {
-        if self.ctx_size > 0 {
-            self.ctx_size
+    pub fn size(&self, model: &Model<'_>) -> anyhow::Result<usize> {
+        let size = config::resolve(self.ctx_size, |c| c.context, 0)?;
+        Ok(if size > 0 {
+            size
         } else {
             model.config().context_length.min(8192)
-        }
+        })
     }
 }
 
-/// Sampling flags (llama.cpp's names and defaults).
+/// Sampling flags (llama.cpp's names and defaults); each falls back to the settings files' `[sampling]`.
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
-    /// Temperature; 0 is greedy.
-    #[arg(long = "temp", default_value_t = SamplerParams::default().temperature)]
-    pub temperature: f32,
-    /// Top-k (0: off).
-    #[arg(long, default_value_t = SamplerParams::default().top_k)]
-    pub top_k: usize,
-    /// Top-p (1: off).
-    #[arg(long, default_value_t = SamplerParams::default().top_p)]
-    pub top_p: f32,
-    /// Min-p (0: off).
-    #[arg(long, default_value_t = SamplerParams::default().min_p)]
-    pub min_p: f32,
-    /// Repetition penalty (1: off).
-    #[arg(long, default_value_t = SamplerParams::default().repeat_penalty)]
-    pub repeat_penalty: f32,
-    /// Frequency penalty.
-    #[arg(long, default_value_t = 0.0)]
-    pub frequency_penalty: f32,
-    /// Presence penalty.
-    #[arg(long, default_value_t = 0.0)]
-    pub presence_penalty: f32,
-    /// Random seed (same seed, same output).
-    #[arg(short = 's', long, default_value_t = SamplerParams::default().seed)]
-    pub seed: u64,
+    /// Temperature; 0 is greedy [default: 0.8].
+    #[arg(long = "temp")]
+    pub temperature: Option<f32>,
+    /// Top-k (0: off) [default: 40].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Top-p (1: off) [default: 0.95].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Min-p (0: off) [default: 0.05].
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Repetition penalty (1: off) [default: 1].
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    /// Frequency penalty [default: 0].
+    #[arg(long)]
+    pub frequency_penalty: Option<f32>,
+    /// Presence penalty [default: 0].
+    #[arg(long)]
+    pub presence_penalty: Option<f32>,
+    /// Random seed (same seed, same output) [default: 24301].
+    #[arg(short = 's', long)]
+    pub seed: Option<u64>,
 }
 
 impl SamplingArgs {
     /// The sampler settings.
-    pub fn params(&self) -> SamplerParams {
-        SamplerParams {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            frequency_penalty: self.frequency_penalty,
-            presence_penalty: self.presence_penalty,
-            seed: self.seed,
-            ..SamplerParams::default()
-        }
+    pub fn params(&self) -> anyhow::Result<SamplerParams> {
+        let d = SamplerParams::default();
+        Ok(SamplerParams {
+            temperature: config::resolve(self.temperature, |c| c.sampling.temperature, d.temperature)?,
+            top_k: config::resolve(self.top_k, |c| c.sampling.top_k, d.top_k)?,
+            top_p: config::resolve(self.top_p, |c| c.sampling.top_p, d.top_p)?,
+            min_p: config::resolve(self.min_p, |c| c.sampling.min_p, d.min_p)?,
+            repeat_penalty: config::resolve(self.repeat_penalty, |c| c.sampling.repeat_penalty, d.repeat_penalty)?,
+            frequency_penalty: config::resolve(
+                self.frequency_penalty,
+                |c| c.sampling.frequency_penalty,
+                d.frequency_penalty,
+            )?,
+            presence_penalty: config::resolve(
+                self.presence_penalty,
+                |c| c.sampling.presence_penalty,
+                d.presence_penalty,
+            )?,
+            seed: config::resolve(self.seed, |c| c.sampling.seed, d.seed)?,
+            ..d
+        })
     }
 }

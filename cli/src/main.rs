@@ -2,6 +2,7 @@
 
 mod args;
 mod cmd;
+mod config;
 mod progress;
 
 use std::process::ExitCode;
@@ -27,10 +28,21 @@ enum Command {
     Quantize(cmd::quantize::QuantizeArgs),
     /// Chat about your code with the model (retrieves project code; -p answers one question and exits).
     Chat(cmd::chat::ChatArgs),
+    /// Explain a file or a range of lines (PATH, PATH:LINE or PATH:FIRST-LAST).
+    Explain(cmd::presets::ExplainArgs),
+    /// Find the cause of an error in a file (--error TEXT, or a traceback on stdin) and propose a fix.
+    Debug(cmd::presets::DebugArgs),
+    /// Generate code from a description (-o FILE writes the answer's code block).
+    Gen(cmd::presets::GenArgs),
     /// Generate text from a prompt, streamed to stdout.
     Run(cmd::run::RunArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (for editors and any OpenAI client).
     Serve(cmd::serve::ServeArgs),
+    /// Set a project up: write a commented .hearth/config.toml and build the index.
+    Init(cmd::init::InitArgs),
+    /// Show the settings in effect (flags > HEARTH_MODEL > project .hearth/config.toml > ~/.config/hearth/config.toml).
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Build or update a project's retrieval index (tree-sitter chunks, BM25 terms, definitions).
     Index(cmd::index::IndexArgs),
     /// Search a project's code: the chunks that best match a query.
@@ -53,11 +65,16 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Chat(args) => cmd::chat::run(args),
+        Command::Explain(args) => cmd::presets::explain(args),
+        Command::Debug(args) => cmd::presets::debug(args),
+        Command::Gen(args) => cmd::presets::gen_code(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Index(args) => cmd::index::run(args),
+        Command::Init(args) => cmd::init::run(args),
+        Command::Config(command) => cmd::config::run(command),
         Command::Search(args) => cmd::search::run(args),
         Command::Map(args) => cmd::map::run(args),
     };

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use hearth_runtime::NoProgress;
-use hearth_runtime::retrieval::{ContextRequest, Focus, HEARTH_DIR, IndexReport, Project, approximate_tokens};
+use hearth_runtime::retrieval::{
+    ContextRequest, Focus, GITIGNORE, HEARTH_DIR, IndexReport, Project, approximate_tokens,
+};
 
 fn write(root: &Path, path: &str, text: impl AsRef<[u8]>) {
     let path = root.join(path);
@@ -104,7 +106,7 @@ fn ignore_files_hidden_files_and_the_index_itself_stay_out() {
     assert_eq!(paths, ["app.py", "mail.py", "store.py"]);
     assert_eq!(
         fs::read_to_string(root.join(HEARTH_DIR).join(".gitignore")).unwrap(),
-        "*\n"
+        GITIGNORE
     );
     let leftovers: Vec<_> = fs::read_dir(root.join(HEARTH_DIR))
         .unwrap()

@@ -2,11 +2,14 @@
 
 pub mod bench;
 pub mod chat;
+pub mod config;
 pub mod index;
+pub mod init;
 pub mod inspect;
 pub mod map;
 pub mod models;
 pub mod perplexity;
+pub mod presets;
 pub mod quantize;
 pub mod run;
 pub mod search;

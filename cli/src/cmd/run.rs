@@ -67,9 +67,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         tokenizer.encode(&prompt, true, true)
     };
-    let ctx = args.context.size(&model);
+    let ctx = args.context.size(&model)?;
     let mut session = Session::new(&model, ctx, KvType::F16)?;
-    let mut sampler = Sampler::new(args.sampling.params());
+    let mut sampler = Sampler::new(args.sampling.params()?);
     let stop = StopConditions {
         max_tokens: args.n_predict,
         strings: args.stop.clone(),

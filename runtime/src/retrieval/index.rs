@@ -3,7 +3,7 @@
 //! Layout under the project root:
 //! ```text
 //! .hearth/index.bin      magic "HEARTHIX", u32 LE format version, postcard-encoded `Vec<FileRecord>`
-//! .hearth/.gitignore     "*", so the index never shows up in `git status`
+//! .hearth/.gitignore     keeps hearth's own files out of `git status` (a project's config.toml can be committed)
 //! ```
 //! A file is re-read only when its size or modification time differs from its record. The new index is written to a
 //! temporary file and renamed over the old one, so a crash or a concurrent indexer never leaves a torn index; an
@@ -28,6 +28,8 @@ use crate::progress::{Progress, Unit};
 /// Directory, under the project root, that holds hearth's files.
 pub const HEARTH_DIR: &str = ".hearth";
 const INDEX_FILE: &str = "index.bin";
+/// What `.hearth/.gitignore` ignores: the index and temporary files of atomic writes.
+pub const GITIGNORE: &str = "# hearth's own files, rebuilt on demand\nindex.bin\n.*.tmp\n";
 const MAGIC: &[u8; 8] = b"HEARTHIX";
 /// Bumped whenever the record layout or the chunking/term rules change (old indexes are then rebuilt).
 const FORMAT_VERSION: u32 = 1;
@@ -113,7 +115,7 @@ pub fn save(root: &Path, records: &[FileRecord]) -> Result<u64, RetrievalError> 
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {
-        fs::write(&ignore, "*\n").map_err(io_error(&ignore))?;
+        fs::write(&ignore, GITIGNORE).map_err(io_error(&ignore))?;
     }
     let payload = postcard::to_stdvec(records).map_err(|e| RetrievalError::Io {
         path: dir.clone(),

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use self::bm25::Bm25;
 pub use self::chunk::{Chunk, ChunkKind, Lines};
-pub use self::index::{FileRecord, HEARTH_DIR, MAX_FILE_BYTES};
+pub use self::index::{FileRecord, GITIGNORE, HEARTH_DIR, MAX_FILE_BYTES};
 pub use self::lang::Lang;
 pub use self::repomap::{Focus, MapEntry, RepoMap};
 use crate::progress::Progress;

@@ -12,21 +12,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::Args;
 use hearth_runtime::ModelFile;
-use hearth_runtime::chat::{Chat, ChatSettings, DEFAULT_SYSTEM, Transcript, TurnStats};
+use hearth_runtime::chat::{Chat, ChatSettings, Transcript, TurnStats};
 use hearth_runtime::conversation::OverflowPolicy;
 use hearth_runtime::model::Model;
 use hearth_runtime::retrieval::{Project, project_root};
 use hearth_runtime::template::ChatTemplate;
 use hearth_runtime::tokenizer::Tokenizer;
 
-use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg};
+use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, resolve_model};
+use crate::config;
 use crate::progress::Bars;
 use render::{Renderer, sources_line, stats_line};
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    #[command(flatten)]
-    model: ModelArg,
     /// Ask this and exit (`-` reads standard input). Without it, piped input is one question; a terminal gets the
     /// interactive chat.
     #[arg(short = 'p', long = "prompt")]
@@ -34,25 +33,34 @@ pub struct ChatArgs {
     /// With a one-shot question: print the answer, its sources and stats as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Pin a file (or a directory, or a glob over the project's files) into the conversation; repeatable.
+    #[arg(long = "add", value_name = "PATH")]
+    add: Vec<String>,
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+/// What every chat-based command shares: model, project and retrieval, answer length, sampling.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    model: ModelArg,
     /// Project to retrieve code from [default: the nearest directory at or above the current one holding .hearth/
     /// or .git; none if there is none].
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
-    /// Do not retrieve project code for questions.
+    /// Do not retrieve project code for questions [default: the settings files' `chat.retrieval`, else retrieve].
     #[arg(long)]
     no_retrieval: bool,
-    /// Tokens of retrieved code per question.
-    #[arg(long, default_value_t = ChatSettings::default().retrieval_budget)]
-    retrieval_budget: usize,
-    /// Pin a file (or a directory, or a glob over the project's files) into the conversation; repeatable.
-    #[arg(long = "add", value_name = "PATH")]
-    add: Vec<String>,
-    /// System prompt.
-    #[arg(long, default_value = DEFAULT_SYSTEM, hide_default_value = true)]
-    system: String,
-    /// Most tokens per answer (this much of the context is kept free for it).
-    #[arg(short = 'n', long = "max-tokens", default_value_t = ChatSettings::default().max_answer_tokens)]
-    max_tokens: usize,
+    /// Tokens of retrieved code per question [default: 1536].
+    #[arg(long)]
+    retrieval_budget: Option<usize>,
+    /// System prompt [default: hearth's, which asks for precise answers, tagged code blocks and file paths].
+    #[arg(long)]
+    system: Option<String>,
+    /// Most tokens per answer (this much of the context is kept free for it) [default: 1024].
+    #[arg(short = 'n', long = "max-tokens")]
+    max_tokens: Option<usize>,
     /// When the conversation outgrows the context, drop the oldest turns instead of refusing.
     #[arg(long)]
     drop_oldest: bool,
@@ -64,24 +72,37 @@ pub struct ChatArgs {
     sampling: SamplingArgs,
 }
 
-impl ChatArgs {
-    fn settings(&self) -> ChatSettings {
-        ChatSettings {
-            system: self.system.clone(),
-            max_answer_tokens: self.max_tokens,
-            sampler: self.sampling.params(),
-            retrieval_budget: if self.no_retrieval { 0 } else { self.retrieval_budget },
-            overflow: if self.drop_oldest {
+impl SessionArgs {
+    /// The chat settings: flags, else the settings files, else the defaults.
+    fn settings(&self) -> anyhow::Result<ChatSettings> {
+        let defaults = ChatSettings::default();
+        let budget = config::resolve(
+            self.retrieval_budget,
+            |c| c.chat.retrieval_budget,
+            defaults.retrieval_budget,
+        )?;
+        let drop_oldest = self.drop_oldest || config::current()?.get(|c| c.chat.drop_oldest).unwrap_or(false);
+        Ok(ChatSettings {
+            system: config::resolve(self.system.clone(), |c| c.chat.system.clone(), defaults.system)?,
+            max_answer_tokens: config::resolve(self.max_tokens, |c| c.chat.max_tokens, defaults.max_answer_tokens)?,
+            sampler: self.sampling.params()?,
+            retrieval_budget: if self.retrieval()? { budget } else { 0 },
+            overflow: if drop_oldest {
                 OverflowPolicy::DropOldestTurns
             } else {
                 OverflowPolicy::Error
             },
-        }
+        })
     }
 
-    /// The project to chat about, indexed and up to date (None without one, or with retrieval off).
-    fn open_project(&self) -> anyhow::Result<Option<Project>> {
-        if self.no_retrieval && self.add.is_empty() {
+    fn retrieval(&self) -> anyhow::Result<bool> {
+        Ok(!self.no_retrieval && config::current()?.get(|c| c.chat.retrieval).unwrap_or(true))
+    }
+
+    /// The project to chat about, indexed and up to date (None without one, or with retrieval off and no files to
+    /// pin).
+    fn open_project(&self, pins: &[String]) -> anyhow::Result<Option<Project>> {
+        if !self.retrieval()? && pins.is_empty() {
             return Ok(None);
         }
         let root = match &self.project {
@@ -118,38 +139,28 @@ impl Interrupt {
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    args.threads.apply()?;
     let one_shot = args.prompt.is_some() || !std::io::stdin().is_terminal();
-    if args.json && !one_shot {
+    if one_shot {
+        let question = crate::args::prompt_text(args.prompt.as_deref())?;
+        return ask_once(&args.session, &question, &args.add, args.json).map(drop);
+    }
+    if args.json {
         anyhow::bail!("--json needs a one-shot question (-p, or piped input)");
     }
-    // Read before loading anything: an empty question should not cost a model load.
-    let question = if one_shot {
-        Some(crate::args::prompt_text(args.prompt.as_deref())?)
-    } else {
-        None
-    };
-    if question.as_ref().is_some_and(|q| q.trim().is_empty()) {
-        anyhow::bail!("the question is empty");
-    }
+    let session = &args.session;
+    session.threads.apply()?;
     // The line editor first: creating it installs its own SIGINT handler, which the interrupt's must replace (the
     // editor reads Ctrl-C as a key while it edits; while an answer streams, SIGINT has to reach the interrupt).
-    let mut editor = if one_shot { None } else { Some(repl::Input::new()?) };
+    let mut input = repl::Input::new()?;
     let interrupt = Interrupt::install()?;
-    let mut model_spec = args.model.model.clone();
-    let mut project = args.open_project()?;
+    let mut model_spec = session.model.spec()?;
+    let mut project = session.open_project(&args.add)?;
     let mut transcript: Option<Transcript> = None;
     loop {
-        let path = ModelArg {
-            model: model_spec.clone(),
-        }
-        .resolve()?;
-        let file = ModelFile::open(&path)?;
-        let tokenizer = Tokenizer::from_gguf(file.gguf())?;
-        let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
-        let model = Model::load(&file).context("loading the model")?;
-        let context = args.context.size(&model);
-        let mut chat = Chat::new(&model, &tokenizer, &template, context, args.settings(), project.take())?;
+        let loaded = Loaded::open(&model_spec)?;
+        let model = loaded.model()?;
+        let context = session.context.size(&model)?;
+        let mut chat = loaded.chat(&model, context, session.settings()?, project.take())?;
         match transcript.take() {
             Some(saved) => chat.restore(saved)?,
             None => {
@@ -158,15 +169,12 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        let Some(input) = editor.as_mut() else {
-            return answer_once(&args, &mut chat, question.as_deref().unwrap_or_default(), &interrupt);
-        };
         let info = repl::ModelInfo {
             spec: model_spec.clone(),
-            path,
+            path: loaded.path.clone(),
             context,
         };
-        match repl::run(input, &mut chat, &info, &interrupt)? {
+        match repl::run(&mut input, &mut chat, &info, &interrupt)? {
             repl::Outcome::Exit => return Ok(()),
             repl::Outcome::SwitchModel(spec) => {
                 transcript = Some(chat.transcript());
@@ -177,24 +185,85 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
 }
 
-/// One question from `-p` or standard input: the answer streamed to stdout (stats and sources on stderr), or one
-/// JSON object with `--json`.
-fn answer_once(args: &ChatArgs, chat: &mut Chat<'_, '_>, question: &str, interrupt: &Interrupt) -> anyhow::Result<()> {
-    if args.json {
-        let stats = chat.ask(question, |_| interrupted(interrupt))?;
-        let answer = chat.turns().last().map(|t| t.answer.clone()).unwrap_or_default();
+/// A model file with its tokenizer and chat template.
+struct Loaded {
+    path: PathBuf,
+    file: ModelFile,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+}
+
+impl Loaded {
+    fn open(spec: &str) -> anyhow::Result<Loaded> {
+        let path = resolve_model(spec)?;
+        let file = ModelFile::open(&path)?;
+        let tokenizer = Tokenizer::from_gguf(file.gguf())?;
+        let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
+        Ok(Loaded {
+            path,
+            file,
+            tokenizer,
+            template,
+        })
+    }
+
+    fn model(&self) -> anyhow::Result<Model<'_>> {
+        Model::load(&self.file).context("loading the model")
+    }
+
+    fn chat<'m, 'a>(
+        &'m self,
+        model: &'m Model<'a>,
+        context: usize,
+        settings: ChatSettings,
+        project: Option<Project>,
+    ) -> anyhow::Result<Chat<'m, 'a>> {
+        Ok(Chat::new(
+            model,
+            &self.tokenizer,
+            &self.template,
+            context,
+            settings,
+            project,
+        )?)
+    }
+}
+
+/// Answers one question (pinning `pins` first): streamed to stdout with stats and sources on stderr, or as one JSON
+/// object with `json`. Returns the answer. Ctrl-C stops the answer.
+pub fn ask_once(session: &SessionArgs, question: &str, pins: &[String], json: bool) -> anyhow::Result<String> {
+    // Checked before loading anything: an empty question should not cost a model load.
+    if question.trim().is_empty() {
+        anyhow::bail!("the question is empty");
+    }
+    session.threads.apply()?;
+    let interrupt = Interrupt::install()?;
+    let project = session.open_project(pins)?;
+    let loaded = Loaded::open(&session.model.spec()?)?;
+    let model = loaded.model()?;
+    let context = session.context.size(&model)?;
+    let mut chat = loaded.chat(&model, context, session.settings()?, project)?;
+    for spec in pins {
+        chat.pin(spec)?;
+    }
+    let stats = if json {
+        chat.ask(question, |_| interrupted(&interrupt))?
+    } else {
+        let stdout = std::io::stdout();
+        let mut renderer = Renderer::new(stdout.lock(), stdout.is_terminal());
+        stream_answer(&mut chat, question, &mut renderer, &interrupt)?
+    };
+    let answer = chat.turns().last().map(|t| t.answer.clone()).unwrap_or_default();
+    if json {
         let json = serde_json::json!({ "answer": answer, "sources": stats.sources, "stats": stats_json(&stats) });
         println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(());
+    } else {
+        if let Some(line) = sources_line(&stats.sources) {
+            eprintln!("{line}");
+        }
+        eprintln!("{}", stats_line(&stats));
     }
-    let stdout = std::io::stdout();
-    let mut renderer = Renderer::new(stdout.lock(), stdout.is_terminal());
-    let stats = stream_answer(chat, question, &mut renderer, interrupt)?;
-    if let Some(line) = sources_line(&stats.sources) {
-        eprintln!("{line}");
-    }
-    eprintln!("{}", stats_line(&stats));
-    Ok(())
+    Ok(answer)
 }
 
 /// Asks and streams the answer through `renderer`.

@@ -54,7 +54,7 @@ fn model_id(spec: &str, path: &Path) -> String {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.threads.apply()?;
     let path = args.model.resolve()?;
-    let model_id = model_id(&args.model.model, &path);
+    let model_id = model_id(&args.model.spec()?, &path);
     let slots = usize::from(args.slots);
     let (info, jobs) = worker::spawn(path, args.ctx_size, slots)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
