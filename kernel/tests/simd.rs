@@ -218,6 +218,19 @@ fn float_primitives_are_bit_identical_to_the_reference() {
             isa.dot_columns(&kt, &q, &mut a);
             reference::dot_columns(&kt, &q, &mut b);
             assert_eq!(bits(&a), bits(&b), "{isa} dot_columns n={n}");
+
+            for hd in [8, 64, 128, 12] {
+                let k: Vec<f16> = signal(&mut rng, n * hd).iter().map(|&v| f16::from_f32(v)).collect();
+                let q: Vec<f16> = signal(&mut rng, hd).iter().map(|&v| f16::from_f32(v)).collect();
+                let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                isa.dot_f16_rows(&k, &q, &mut a);
+                reference::dot_f16_rows(&k, &q, &mut b);
+                assert_eq!(bits(&a), bits(&b), "{isa} dot_f16_rows n={n} hd={hd}");
+            }
+            let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            isa.f16_to_f32(&x, &mut a);
+            reference::f16_to_f32(&x, &mut b);
+            assert_eq!(bits(&a), bits(&b), "{isa} f16_to_f32 n={n}");
         }
     }
 }

@@ -32,6 +32,9 @@ pub const TILE: usize = 64;
 /// Visible positions from which the per-row f16 path accumulates in f32 (ggml's split-KV threshold).
 pub const LONG_RANGE: usize = 512;
 
+/// Positions whose scores the per-row path computes in one pass.
+const SCORE_BLOCK: usize = 64;
+
 /// Shape and options of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
@@ -180,40 +183,46 @@ fn attend_f16(
     let q16 = &mut q_buf[..hd];
     q16.iter_mut().zip(q).for_each(|(d, s)| *d = f16::from_f32(*s));
     let mut softmax = Softmax::EMPTY;
-    if range.end() + 1 - range.start() < LONG_RANGE {
+    // Scores are computed a block of positions at a time (eight positions per SIMD pass), then consumed in order.
+    let mut scores = [0f32; SCORE_BLOCK];
+    let (first, last) = (*range.start(), *range.end());
+    let blocks = (first..=last)
+        .step_by(SCORE_BLOCK)
+        .map(move |b| b..=(b + SCORE_BLOCK - 1).min(last));
+    if last + 1 - first < LONG_RANGE {
         let mut acc_buf = [f16::ZERO; MAX_HEAD_DIM];
         let acc = &mut acc_buf[..hd];
-        for j in range {
-            let (rescale, weight) = softmax.push(p.score(dot_f16(&k[j * hd..][..hd], q16)));
-            if rescale != 1.0 {
-                isa.scale_f16(acc, rescale);
+        for block in blocks {
+            let n = block.end() + 1 - block.start();
+            isa.dot_f16_rows(&k[block.start() * hd..][..n * hd], q16, &mut scores[..n]);
+            for (j, &dot) in block.zip(&scores) {
+                let (rescale, weight) = softmax.push(p.score(dot));
+                if rescale != 1.0 {
+                    isa.scale_f16(acc, rescale);
+                }
+                isa.mad_f16(acc, &v[j * hd..][..hd], weight);
             }
-            isa.mad_f16(acc, &v[j * hd..][..hd], weight);
         }
         out.iter_mut().zip(acc.iter()).for_each(|(o, a)| *o = a.to_f32());
     } else {
         let mut row_buf = [0f32; MAX_HEAD_DIM];
         let row = &mut row_buf[..hd];
         out.fill(0.0);
-        for j in range {
-            let (rescale, weight) = softmax.push(p.score(dot_f16(&k[j * hd..][..hd], q16)));
-            if rescale != 1.0 {
-                out.iter_mut().for_each(|o| *o *= rescale);
+        for block in blocks {
+            let n = block.end() + 1 - block.start();
+            isa.dot_f16_rows(&k[block.start() * hd..][..n * hd], q16, &mut scores[..n]);
+            for (j, &dot) in block.zip(&scores) {
+                let (rescale, weight) = softmax.push(p.score(dot));
+                if rescale != 1.0 {
+                    out.iter_mut().for_each(|o| *o *= rescale);
+                }
+                isa.f16_to_f32(&v[j * hd..][..hd], row);
+                isa.mad_f32(out, row, weight);
             }
-            row.iter_mut()
-                .zip(&v[j * hd..][..hd])
-                .for_each(|(d, s)| *d = s.to_f32());
-            isa.mad_f32(out, row, weight);
         }
     }
     let inv = softmax.inverse();
     out.iter_mut().for_each(|o| *o *= inv);
-}
-
-/// `Σ k·q` summed in order, unfused. (ggml's f16 dot product sums in four 8-lane FMA accumulators; mirroring that
-/// measured worse greedy agreement with llama.cpp on Qwen2.5-Coder than this plain sum, for reasons not yet found.)
-fn dot_f16(k: &[f16], q: &[f16]) -> f32 {
-    k.iter().zip(q).map(|(k, q)| k.to_f32() * q.to_f32()).sum()
 }
 
 /// One query head against `range` of a Q8_0 KV head: the query quantized to Q8_0, f32 accumulator.
@@ -293,15 +302,15 @@ fn attend_tile(
     for tile in (first_visible / TILE * TILE..=last).step_by(TILE) {
         let n = (last + 1 - tile).min(TILE);
         kt.fill(0.0);
+        let mut row_buf = [0f32; MAX_HEAD_DIM];
+        let row = &mut row_buf[..hd];
         for j in 0..n {
-            for (d, &x) in k[(tile + j) * hd..][..hd].iter().enumerate() {
-                kt[d * TILE + j] = x.to_f32();
+            isa.f16_to_f32(&k[(tile + j) * hd..][..hd], row);
+            for (d, &x) in row.iter().enumerate() {
+                kt[d * TILE + j] = x;
             }
         }
-        vt[..n * hd]
-            .iter_mut()
-            .zip(&v[tile * hd..][..n * hd])
-            .for_each(|(d, s)| *d = s.to_f32());
+        isa.f16_to_f32(&v[tile * hd..][..n * hd], &mut vt[..n * hd]);
         for (r, softmax) in state.iter_mut().enumerate().take(rows) {
             let visible = p.visible(pos0 + r);
             let (lo, hi) = ((*visible.start()).max(tile), (*visible.end()).min(tile + TILE - 1));

@@ -90,6 +90,23 @@ pub mod reference {
         }
     }
 
+    /// `out[j] = Σ_d k[j][d]·q[d]` for `k: [out.len(), q.len()]` in f16: each product rounded to f32 and added in
+    /// `d` order from 0, unfused (the per-position score of the decode path). ggml's f16 dot product sums in four
+    /// 8-lane FMA accumulators instead; mirroring that measured worse greedy agreement with llama.cpp on
+    /// Qwen2.5-Coder than this plain sum, for reasons not yet found.
+    pub fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(k.chunks_exact(q.len())) {
+            *o = row.iter().zip(q).fold(0.0, |sum, (k, q)| sum + k.to_f32() * q.to_f32());
+        }
+    }
+
+    /// `dst[i] = f32(src[i])` (exact).
+    pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
+
     /// `x[i] = exp(x[i] - max)` with [`expf`](super::expf), returning `Σ x[i]` summed per 8 lanes into an f64
     /// (ggml's `ggml_vec_soft_max_f32`; a tail of fewer than 8 uses libm's `expf`).
     pub fn exp_sum(x: &mut [f32], max: f32) -> f64 {
@@ -150,6 +167,28 @@ impl Isa {
             #[cfg(hearth_x86_simd)]
             Isa::Avx2(token) => super::x86::float::dot_columns(token, kt, q, out),
             _ => reference::dot_columns(kt, q, out),
+        }
+    }
+
+    /// `out[j] = Σ_d k[j][d]·q[d]` over f16 rows ([`reference::dot_f16_rows`]).
+    #[inline]
+    pub fn dot_f16_rows(self, k: &[f16], q: &[f16], out: &mut [f32]) {
+        debug_assert_eq!(k.len(), q.len() * out.len());
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::dot_f16_rows(token, k, q, out),
+            _ => reference::dot_f16_rows(k, q, out),
+        }
+    }
+
+    /// `dst = f32(src)` ([`reference::f16_to_f32`]).
+    #[inline]
+    pub fn f16_to_f32(self, src: &[f16], dst: &mut [f32]) {
+        debug_assert_eq!(src.len(), dst.len());
+        match self {
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx2(token) => super::x86::float::f16_to_f32(token, src, dst),
+            _ => reference::f16_to_f32(src, dst),
         }
     }
 
