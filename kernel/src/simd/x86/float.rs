@@ -234,7 +234,7 @@ mod kernels {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]) {
         let hd = q.len();
-        if hd % 8 != 0 {
+        if !hd.is_multiple_of(8) {
             return reference::dot_f16_rows(k, q, out);
         }
         // Eight rows at a time, one per lane: each lane sums its row's products in d order, unfused, exactly as the
