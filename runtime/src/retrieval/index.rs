@@ -32,7 +32,7 @@ const INDEX_FILE: &str = "index.bin";
 pub const GITIGNORE: &str = "# hearth's own files, rebuilt on demand\nindex.bin\n.*.tmp\n";
 const MAGIC: &[u8; 8] = b"HEARTHIX";
 /// Bumped whenever the record layout or the chunking/term rules change (old indexes are then rebuilt).
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 /// Files larger than this are skipped: generated code, data and bundles, not something to quote.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// How much of a file is checked for NUL bytes to call it binary.

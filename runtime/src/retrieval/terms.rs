@@ -78,8 +78,10 @@ fn stem(mut word: String) -> String {
         word.push('y');
     } else if len > 5 && word.ends_with("ing") {
         word.truncate(len - 3);
+        undouble(&mut word);
     } else if len > 4 && word.ends_with("ed") {
         word.truncate(len - 2);
+        undouble(&mut word);
     } else if len > 3 && word.ends_with('s') && !word.ends_with("ss") && !word.ends_with("us") {
         word.truncate(len - 1);
     }
@@ -87,6 +89,19 @@ fn stem(mut word: String) -> String {
         word.pop();
     }
     word
+}
+
+/// `skipp` (from "skipping", "skipped") → `skip`: a doubled final consonant left by a stripped suffix is one letter
+/// in the stem ("ll", "ss" and "zz" stay, as in "called", "passed", "buzzed").
+fn undouble(word: &mut String) {
+    let bytes = word.as_bytes();
+    if let [.., a, b] = bytes
+        && a == b
+        && a.is_ascii_alphabetic()
+        && !b"aeiouylsz".contains(a)
+    {
+        word.pop();
+    }
 }
 
 /// Spelled-out words and the abbreviations code uses for them, both sides mapped to one term (keyed by stem,
@@ -163,6 +178,8 @@ mod tests {
         );
         assert_eq!(terms("parsed parsing parses"), ["pars", "pars", "pars"]);
         assert_eq!(terms("policies policy"), ["policy", "policy"]);
+        assert_eq!(terms("skip skipped skipping"), ["skip", "skip", "skip"]);
+        assert_eq!(terms("called passed"), ["call", "pass"]);
     }
 
     #[test]
