@@ -12,7 +12,6 @@
 //! again), then — only under [`OverflowPolicy::DropOldestTurns`] — whole old turns; otherwise the turn is refused with
 //! a message that says what to do. Never silent truncation.
 
-use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,9 +19,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{Conversation, ConversationError, OverflowPolicy};
+use crate::fsutil::read_text_file;
 use crate::generate::{FinishReason, StopConditions, generate};
 use crate::model::{Model, ModelError};
-use crate::retrieval::{ContextRequest, Hit, MAX_FILE_BYTES, Project, RetrievalError};
+use crate::retrieval::{ContextRequest, Hit, Project, RetrievalError};
 use crate::sampling::{Sampler, SamplerParams};
 use crate::session::Session;
 use crate::template::{ChatTemplate, Message};
@@ -358,11 +358,11 @@ impl<'m, 'a> Chat<'m, 'a> {
         if !self.pinned.is_empty() {
             text.push_str("\n\nFiles the user added to the conversation:\n");
             for path in &self.pinned {
-                let content = read_text(&self.resolve(path)).map_err(|reason| ChatError::File {
+                let content = read_text_file(&self.resolve(path)).map_err(|reason| ChatError::File {
                     path: path.clone(),
                     reason: format!("{reason} (/drop it)"),
                 })?;
-                let fence = crate::retrieval::Lang::of_path(Path::new(path)).map_or("", |l| l.fence());
+                let fence = crate::retrieval::Lang::fence_of(Path::new(path));
                 text.push_str(&format!("\n{path}\n```{fence}\n{content}"));
                 if !content.ends_with('\n') {
                     text.push('\n');
@@ -433,7 +433,7 @@ impl<'m, 'a> Chat<'m, 'a> {
             return Err(bad("matches no file of the project"));
         }
         for path in candidates {
-            read_text(&self.resolve(&path)).map_err(|reason| ChatError::File {
+            read_text_file(&self.resolve(&path)).map_err(|reason| ChatError::File {
                 path: path.clone(),
                 reason,
             })?;
@@ -568,7 +568,7 @@ impl<'m, 'a> Chat<'m, 'a> {
     /// Replaces the conversation with a saved one (pinned files must still be readable).
     pub fn restore(&mut self, transcript: Transcript) -> Result<(), ChatError> {
         for path in &transcript.pinned {
-            read_text(&self.resolve(path)).map_err(|reason| ChatError::File {
+            read_text_file(&self.resolve(path)).map_err(|reason| ChatError::File {
                 path: path.clone(),
                 reason,
             })?;
@@ -592,17 +592,4 @@ fn indexed(project: &Project) -> impl Iterator<Item = String> + '_ {
         .iter()
         .filter(|r| r.skipped.is_none())
         .map(|r| r.path.clone())
-}
-
-/// A file's text, refusing what cannot go into a prompt (binary, huge, unreadable).
-fn read_text(path: &Path) -> Result<String, String> {
-    let metadata = fs::metadata(path).map_err(|e| e.to_string())?;
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(format!("larger than {} KiB", MAX_FILE_BYTES >> 10));
-    }
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.contains(&0) {
-        return Err("binary file".to_owned());
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

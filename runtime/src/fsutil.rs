@@ -1,4 +1,4 @@
-//! Writing files so that readers never see half of one.
+//! Reading files that go into prompts, and writing files so that readers never see half of one.
 
 use std::fs;
 use std::io::{self, Write};
@@ -29,6 +29,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         // Best effort: the error that matters is the one being returned.
         let _ = fs::remove_file(&temporary);
     })
+}
+
+/// A file's text for a prompt, refusing what cannot go into one (unreadable, binary, larger than
+/// [`MAX_FILE_BYTES`](crate::retrieval::MAX_FILE_BYTES)); the error is the reason, for the caller to name the file.
+pub fn read_text_file(path: &Path) -> Result<String, String> {
+    let limit = crate::retrieval::MAX_FILE_BYTES;
+    let metadata = fs::metadata(path).map_err(|e| e.to_string())?;
+    if metadata.len() > limit {
+        return Err(format!("larger than {} KiB", limit >> 10));
+    }
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.contains(&0) {
+        return Err("binary file".to_owned());
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
+use hearth_runtime::fsutil::read_text_file;
 use hearth_runtime::retrieval::Lang;
 
 use super::chat::{SessionArgs, ask_once};
@@ -66,7 +67,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         "Explain what this code does and how it works, step by step, and point out anything surprising or risky.\n\n\
          {}:{first}-{last}\n```{}\n{excerpt}```",
         path.display(),
-        fence(&path)
+        Lang::fence_of(&path)
     );
     ask_once(&args.session, &question, &[], false).map(drop)
 }
@@ -143,15 +144,7 @@ fn parse_target(target: &str) -> anyhow::Result<(PathBuf, Option<(usize, usize)>
 }
 
 fn read_source(path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.contains(&0) {
-        anyhow::bail!("{} is a binary file", path.display());
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn fence(path: &Path) -> &'static str {
-    Lang::of_path(path).map_or("", Lang::fence)
+    read_text_file(path).map_err(|reason| anyhow::anyhow!("reading {}: {reason}", path.display()))
 }
 
 /// The body of the first fenced code block in Markdown text (a block cut off by the answer limit counts).

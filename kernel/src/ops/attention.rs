@@ -183,46 +183,54 @@ fn attend_f16(
     let q16 = &mut q_buf[..hd];
     q16.iter_mut().zip(q).for_each(|(d, s)| *d = f16::from_f32(*s));
     let mut softmax = Softmax::EMPTY;
-    // Scores are computed a block of positions at a time (eight positions per SIMD pass), then consumed in order.
-    let mut scores = [0f32; SCORE_BLOCK];
-    let (first, last) = (*range.start(), *range.end());
-    let blocks = (first..=last)
-        .step_by(SCORE_BLOCK)
-        .map(move |b| b..=(b + SCORE_BLOCK - 1).min(last));
-    if last + 1 - first < LONG_RANGE {
+    if range.end() + 1 - range.start() < LONG_RANGE {
         let mut acc_buf = [f16::ZERO; MAX_HEAD_DIM];
         let acc = &mut acc_buf[..hd];
-        for block in blocks {
-            let n = block.end() + 1 - block.start();
-            isa.dot_f16_rows(&k[block.start() * hd..][..n * hd], q16, &mut scores[..n]);
-            for (j, &dot) in block.zip(&scores) {
-                let (rescale, weight) = softmax.push(p.score(dot));
-                if rescale != 1.0 {
-                    isa.scale_f16(acc, rescale);
-                }
-                isa.mad_f16(acc, &v[j * hd..][..hd], weight);
+        softmax_steps(isa, p, k, q16, range, &mut softmax, |j, rescale, weight| {
+            if rescale != 1.0 {
+                isa.scale_f16(acc, rescale);
             }
-        }
+            isa.mad_f16(acc, &v[j * hd..][..hd], weight);
+        });
         out.iter_mut().zip(acc.iter()).for_each(|(o, a)| *o = a.to_f32());
     } else {
         let mut row_buf = [0f32; MAX_HEAD_DIM];
         let row = &mut row_buf[..hd];
         out.fill(0.0);
-        for block in blocks {
-            let n = block.end() + 1 - block.start();
-            isa.dot_f16_rows(&k[block.start() * hd..][..n * hd], q16, &mut scores[..n]);
-            for (j, &dot) in block.zip(&scores) {
-                let (rescale, weight) = softmax.push(p.score(dot));
-                if rescale != 1.0 {
-                    out.iter_mut().for_each(|o| *o *= rescale);
-                }
-                isa.f16_to_f32(&v[j * hd..][..hd], row);
-                isa.mad_f32(out, row, weight);
+        softmax_steps(isa, p, k, q16, range, &mut softmax, |j, rescale, weight| {
+            if rescale != 1.0 {
+                out.iter_mut().for_each(|o| *o *= rescale);
             }
-        }
+            isa.f16_to_f32(&v[j * hd..][..hd], row);
+            isa.mad_f32(out, row, weight);
+        });
     }
     let inv = softmax.inverse();
     out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// Walks `range` in order and calls `visit(position, rescale, weight)` with each position's online-softmax step.
+/// Scores are computed [`SCORE_BLOCK`] positions at a time (eight per SIMD pass), then consumed in order.
+fn softmax_steps(
+    isa: Isa,
+    p: &AttentionParams,
+    k: &[f16],
+    q16: &[f16],
+    range: core::ops::RangeInclusive<usize>,
+    softmax: &mut Softmax,
+    mut visit: impl FnMut(usize, f32, f32),
+) {
+    let hd = q16.len();
+    let mut scores = [0f32; SCORE_BLOCK];
+    let (first, last) = (*range.start(), *range.end());
+    for start in (first..=last).step_by(SCORE_BLOCK) {
+        let n = (last + 1 - start).min(SCORE_BLOCK);
+        isa.dot_f16_rows(&k[start * hd..][..n * hd], q16, &mut scores[..n]);
+        for (j, &dot) in (start..).zip(&scores[..n]) {
+            let (rescale, weight) = softmax.push(p.score(dot));
+            visit(j, rescale, weight);
+        }
+    }
 }
 
 /// One query head against `range` of a Q8_0 KV head: the query quantized to Q8_0, f32 accumulator.

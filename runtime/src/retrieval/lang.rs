@@ -84,6 +84,11 @@ impl Lang {
         }
     }
 
+    /// The fence name for a file by its extension (empty when it is not code hearth parses).
+    pub fn fence_of(path: &Path) -> &'static str {
+        Lang::of_path(path).map_or("", Lang::fence)
+    }
+
     /// How a nested symbol is joined to its container's name (`Session.push`, `Session::push`).
     pub fn path_separator(self) -> &'static str {
         match self {
