@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod chat;
 pub mod conversation;
+pub mod edit;
 pub mod fim;
 pub mod fsutil;
 pub mod generate;

@@ -29,7 +29,7 @@ use crate::progress::{Progress, Unit};
 pub const HEARTH_DIR: &str = ".hearth";
 const INDEX_FILE: &str = "index.bin";
 /// What `.hearth/.gitignore` ignores: the index and temporary files of atomic writes.
-pub const GITIGNORE: &str = "# hearth's own files, rebuilt on demand\nindex.bin\n.*.tmp\n";
+pub const GITIGNORE: &str = "# hearth's own files, rebuilt on demand\nindex.bin\nundo/\n.*.tmp\n";
 const MAGIC: &[u8; 8] = b"HEARTHIX";
 /// Bumped whenever the record layout or the chunking/term rules change (old indexes are then rebuilt).
 const FORMAT_VERSION: u32 = 2;

@@ -1,0 +1,233 @@
+//! The files an edit may touch: only text files inside the project root, read whole, with their line ends
+//! remembered so that a written file keeps them.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::retrieval::{Lang, MAX_FILE_BYTES};
+
+/// Why a file cannot be edited.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The path leads outside the project root.
+    #[error("{path}: outside the project root {}", .root.display())]
+    OutsideRoot {
+        /// The path as given.
+        path: String,
+        /// The project root.
+        root: PathBuf,
+    },
+    /// The file holds NUL bytes.
+    #[error("{path}: binary file (hearth edits only text)")]
+    Binary {
+        /// The path as given.
+        path: String,
+    },
+    /// The file is not valid UTF-8 (writing it back from text would change bytes the edit did not touch).
+    #[error("{path}: not UTF-8 text (hearth edits only UTF-8, so that nothing is lost)")]
+    NotUtf8 {
+        /// The path as given.
+        path: String,
+    },
+    /// The file is larger than hearth reads into a prompt.
+    #[error("{path}: larger than {} KiB", MAX_FILE_BYTES >> 10)]
+    TooLarge {
+        /// The path as given.
+        path: String,
+    },
+    /// A directory, device or the like.
+    #[error("{path}: not a regular file")]
+    NotAFile {
+        /// The path as given.
+        path: String,
+    },
+    /// Reading failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path as given.
+        path: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// A text file as an edit sees it: text with `\n` line ends, and how to write it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextFile {
+    /// Relative to the project root, with `/` separators.
+    pub path: String,
+    /// The text with `\r\n` turned into `\n` (empty for a file that does not exist yet).
+    pub text: String,
+    /// The file's bytes as read (None: it does not exist), to tell whether it changed since.
+    pub original: Option<Vec<u8>>,
+    /// Whether the file's line ends are `\r\n` (most of them; a mixed file is written with its majority).
+    pub crlf: bool,
+}
+
+impl TextFile {
+    /// Reads `path` (relative to `root`); a file that does not exist reads as empty and new.
+    pub fn read(root: &Path, path: &str) -> Result<TextFile, FileError> {
+        let full = inside_root(root, path)?;
+        let io_error = |source| FileError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let metadata = match fs::metadata(&full) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(TextFile {
+                    path: path.to_owned(),
+                    text: String::new(),
+                    original: None,
+                    crlf: false,
+                });
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        if !metadata.is_file() {
+            return Err(FileError::NotAFile { path: path.to_owned() });
+        }
+        if metadata.len() > MAX_FILE_BYTES {
+            return Err(FileError::TooLarge { path: path.to_owned() });
+        }
+        let bytes = fs::read(&full).map_err(io_error)?;
+        if bytes.contains(&0) {
+            return Err(FileError::Binary { path: path.to_owned() });
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| FileError::NotUtf8 { path: path.to_owned() })?;
+        let crlf_count = text.matches("\r\n").count();
+        let crlf = crlf_count > 0 && 2 * crlf_count >= text.matches('\n').count();
+        Ok(TextFile {
+            path: path.to_owned(),
+            text: text.replace("\r\n", "\n"),
+            original: Some(bytes),
+            crlf,
+        })
+    }
+
+    /// Whether the file does not exist yet.
+    pub fn is_new(&self) -> bool {
+        self.original.is_none()
+    }
+
+    /// `text` (with `\n` line ends) as this file's bytes: with `\r\n` if the file has them.
+    pub fn encode(&self, text: &str) -> Vec<u8> {
+        if self.crlf {
+            text.replace('\n', "\r\n").into_bytes()
+        } else {
+            text.as_bytes().to_vec()
+        }
+    }
+}
+
+/// `path` (relative, `/`-separated) under `root`, refused when it leads outside: through `..`, an absolute path,
+/// or a symbolic link (of the file or of a directory on the way) pointing elsewhere.
+pub fn inside_root(root: &Path, path: &str) -> Result<PathBuf, FileError> {
+    let outside = || FileError::OutsideRoot {
+        path: path.to_owned(),
+        root: root.to_owned(),
+    };
+    let relative = Path::new(path);
+    if path.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(outside());
+    }
+    let root = root.canonicalize().map_err(|source| FileError::Io {
+        path: root.display().to_string(),
+        source,
+    })?;
+    let full = root.join(relative);
+    // The deepest part of the path that exists, resolved, must still be under the root.
+    let existing = full.ancestors().find(|p| p.symlink_metadata().is_ok()).unwrap_or(&root);
+    let resolved = existing.canonicalize().map_err(|_| outside())?;
+    if !resolved.starts_with(&root) {
+        return Err(outside());
+    }
+    Ok(full)
+}
+
+/// Lines (1-based) where tree-sitter finds syntax errors in `text`, for languages it knows (None for others).
+pub fn syntax_errors(path: &str, text: &str) -> Option<Vec<usize>> {
+    let lang = Lang::of_path(Path::new(path))?;
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&lang.grammar()).ok()?;
+    let tree = parser.parse(text, None)?;
+    let mut lines = Vec::new();
+    let mut cursor = tree.walk();
+    'walk: loop {
+        let node = cursor.node();
+        if node.is_error() || node.is_missing() {
+            lines.push(node.start_position().row + 1);
+        } else if node.has_error() && cursor.goto_first_child() {
+            continue;
+        }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                break 'walk;
+            }
+        }
+    }
+    Some(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_files_read_as_lf_and_write_back_as_crlf() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("w.py"), "a\r\nb\r\n").unwrap();
+        let file = TextFile::read(dir.path(), "w.py").unwrap();
+        assert_eq!((file.text.as_str(), file.crlf), ("a\nb\n", true));
+        assert_eq!(file.encode("a\nc\n"), b"a\r\nc\r\n");
+        fs::write(dir.path().join("u.py"), "a\nb\n").unwrap();
+        let file = TextFile::read(dir.path(), "u.py").unwrap();
+        assert_eq!(file.encode("x\n"), b"x\n");
+        let new = TextFile::read(dir.path(), "sub/new.py").unwrap();
+        assert!(new.is_new() && new.text.is_empty());
+    }
+
+    #[test]
+    fn binary_non_utf8_outside_and_linked_out_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("img.png"), b"\x89PNG\0\0").unwrap();
+        fs::write(root.join("latin1.txt"), b"caf\xe9\n").unwrap();
+        fs::write(dir.path().join("secret.txt"), "s").unwrap();
+        assert!(matches!(
+            TextFile::read(&root, "img.png"),
+            Err(FileError::Binary { .. })
+        ));
+        assert!(matches!(
+            TextFile::read(&root, "latin1.txt"),
+            Err(FileError::NotUtf8 { .. })
+        ));
+        for path in ["../secret.txt", "/etc/passwd", "a/../../secret.txt", ""] {
+            assert!(
+                matches!(TextFile::read(&root, path), Err(FileError::OutsideRoot { .. })),
+                "{path}"
+            );
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path(), root.join("out")).unwrap();
+            std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("s.txt")).unwrap();
+            for path in ["out/secret.txt", "out/new.txt", "s.txt"] {
+                assert!(
+                    matches!(TextFile::read(&root, path), Err(FileError::OutsideRoot { .. })),
+                    "{path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        assert_eq!(syntax_errors("a.py", "def f():\n    return 1\n"), Some(vec![]));
+        let broken = syntax_errors("a.py", "def f():\n    return (1\n\nx = 2\n").unwrap();
+        assert!(!broken.is_empty());
+        assert_eq!(syntax_errors("notes.txt", "anything ((("), None);
+    }
+}
