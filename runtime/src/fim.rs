@@ -74,3 +74,139 @@ pub fn fim_prompt(tokenizer: &Tokenizer, request: &FimRequest<'_>) -> Result<Vec
     ids.push(middle);
     Ok(ids)
 }
+
+/// A place in a text: 1-based line, and 1-based column in characters (None: the end of the line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column in characters; None is the end of the line.
+    pub column: Option<usize>,
+}
+
+impl Cursor {
+    /// The byte offset of the cursor in `text`, or why it is not in the text.
+    pub fn offset(self, text: &str) -> Result<usize, String> {
+        let mut start = 0;
+        let mut lines = text.split_inclusive('\n');
+        for _ in 1..self.line {
+            start += lines.next().map(str::len).ok_or_else(|| self.beyond(text))?;
+        }
+        if self.line == 0 || start > text.len() {
+            return Err(self.beyond(text));
+        }
+        let line = text[start..].split('\n').next().unwrap_or("");
+        match self.column {
+            None => Ok(start + line.len()),
+            Some(0) => Err("columns start at 1".to_owned()),
+            Some(column) => {
+                let chars = line.chars().count();
+                if column > chars + 1 {
+                    return Err(format!(
+                        "line {} has {chars} characters; column {column} is past its end",
+                        self.line
+                    ));
+                }
+                Ok(start + line.char_indices().nth(column - 1).map_or(line.len(), |(i, _)| i))
+            }
+        }
+    }
+
+    fn beyond(self, text: &str) -> String {
+        format!(
+            "the file has {} lines; line {} is not in it",
+            text.lines().count(),
+            self.line
+        )
+    }
+}
+
+/// The text around `offset` that goes into a prompt: whole lines before it up to about `prefix_tokens`, and after it
+/// up to about `suffix_tokens` (the cursor's own line is always whole).
+pub fn window(text: &str, offset: usize, prefix_tokens: usize, suffix_tokens: usize) -> (&str, &str) {
+    let (before, after) = text.split_at(offset);
+    let mut start = before.rfind('\n').map_or(0, |i| i + 1);
+    let mut spent = crate::retrieval::approximate_tokens(&before[start..]);
+    while start > 0 {
+        let line_start = before[..start - 1].rfind('\n').map_or(0, |i| i + 1);
+        spent += crate::retrieval::approximate_tokens(&before[line_start..start]);
+        if spent > prefix_tokens {
+            break;
+        }
+        start = line_start;
+    }
+    let mut end = after.find('\n').map_or(after.len(), |i| i + 1);
+    let mut spent = crate::retrieval::approximate_tokens(&after[..end]);
+    while end < after.len() {
+        let line_end = after[end..].find('\n').map_or(after.len(), |i| end + i + 1);
+        spent += crate::retrieval::approximate_tokens(&after[end..line_end]);
+        if spent > suffix_tokens {
+            break;
+        }
+        end = line_end;
+    }
+    (&before[start..], &after[..end])
+}
+
+/// `completion` cut where it starts to repeat the text after the cursor: models often finish the middle and go on
+/// to write the suffix's next line again. A line counts when it equals the suffix's first non-blank line (trimmed)
+/// and that line is specific enough (at least 4 characters) not to be a coincidence like `}`.
+pub fn trim_repeated_suffix<'c>(completion: &'c str, suffix: &str) -> &'c str {
+    let Some(next) = suffix.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return completion;
+    };
+    if next.chars().count() < 4 {
+        return completion;
+    }
+    let mut start = 0;
+    for line in completion.split_inclusive('\n') {
+        // The first line continues the cursor's line; only whole lines after it can repeat the suffix.
+        if start > 0 && line.trim() == next {
+            return &completion[..start];
+        }
+        start += line.len();
+    }
+    completion
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_address_lines_and_character_columns() {
+        let text = "ab\nçd\n";
+        let at = |line, column| Cursor { line, column }.offset(text);
+        assert_eq!(at(1, None), Ok(2));
+        assert_eq!(at(2, Some(2)), Ok(5));
+        assert_eq!(at(2, Some(3)), Ok(6));
+        assert_eq!(at(3, None), Ok(7));
+        assert!(at(4, None).is_err());
+        assert!(at(2, Some(4)).unwrap_err().contains("past its end"));
+        assert!(at(0, None).is_err());
+    }
+
+    #[test]
+    fn windows_keep_whole_lines_within_budget() {
+        let text = "line one\nline two\nline three\nCURSOR here\nafter one\nafter two\n";
+        let offset = text.find("CURSOR").unwrap() + 6;
+        let (prefix, suffix) = window(text, offset, 1000, 1000);
+        assert_eq!((prefix.len() + suffix.len()), text.len());
+        let (prefix, suffix) = window(text, offset, 4, 4);
+        assert_eq!((prefix, suffix), ("CURSOR", " here\n"));
+        let (prefix, suffix) = window(text, offset, 5, 5);
+        assert_eq!((prefix, suffix), ("line three\nCURSOR", " here\nafter one\n"));
+    }
+
+    #[test]
+    fn completions_stop_before_repeating_the_suffix() {
+        let suffix = "\n    return total\n";
+        assert_eq!(
+            trim_repeated_suffix("total += x\n    return total\n", suffix),
+            "total += x\n"
+        );
+        assert_eq!(trim_repeated_suffix("total += x", suffix), "total += x");
+        // Short closers repeat by coincidence and are kept.
+        assert_eq!(trim_repeated_suffix("x\n}\n", "\n}\n"), "x\n}\n");
+    }
+}
