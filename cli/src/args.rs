@@ -1,8 +1,9 @@
 //! Arguments shared by several commands.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::Args;
 use hearth_runtime::Store;
 use hearth_runtime::model::Model;
@@ -81,15 +82,25 @@ pub struct ProjectArg {
 impl ProjectArg {
     /// Opens the project and brings its index up to date (only changed files are re-read).
     pub fn open(&self) -> anyhow::Result<(Project, IndexReport)> {
-        let root = match &self.project {
-            Some(dir) => dir.clone(),
-            None => {
-                let cwd = std::env::current_dir()?;
-                project_root(&cwd).unwrap_or(cwd)
-            }
-        };
-        Ok(Project::index(&root, &mut Bars::default())?)
+        Ok(Project::index(&self.root()?, &mut Bars::default())?)
     }
+
+    /// The project directory (canonical).
+    pub fn root(&self) -> anyhow::Result<PathBuf> {
+        project_dir(self.project.as_deref())
+    }
+}
+
+/// The project directory: `dir`, else the nearest directory at or above the current one holding .hearth/ or .git,
+/// else the current directory; canonical, so that paths can be checked against it.
+pub fn project_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let root = match dir {
+        Some(dir) => dir.to_owned(),
+        None => project_root(&cwd).unwrap_or(cwd),
+    };
+    root.canonicalize()
+        .with_context(|| format!("the project directory {}", root.display()))
 }
 
 /// Context size.

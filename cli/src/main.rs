@@ -34,6 +34,13 @@ enum Command {
     Debug(cmd::presets::DebugArgs),
     /// Generate code from a description (-o FILE writes the answer's code block).
     Gen(cmd::presets::GenArgs),
+    /// Change files as asked: the model answers with edits, you see a diff and confirm (`hearth undo` takes
+    /// the last edit back).
+    Edit(cmd::edit::EditArgs),
+    /// Take back the last applied edit or inserted completion, if its files are still as it left them.
+    Undo(cmd::edit::UndoArgs),
+    /// Fill in code at PATH:LINE[:COL] (fill-in-the-middle); print it, or insert it with --apply.
+    Complete(cmd::complete::CompleteArgs),
     /// Generate text from a prompt, streamed to stdout.
     Run(cmd::run::RunArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (for editors and any OpenAI client).
@@ -68,6 +75,9 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd::presets::explain(args),
         Command::Debug(args) => cmd::presets::debug(args),
         Command::Gen(args) => cmd::presets::gen_code(args),
+        Command::Edit(args) => cmd::edit::run(args),
+        Command::Undo(args) => cmd::edit::undo_last(args),
+        Command::Complete(args) => cmd::complete::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),

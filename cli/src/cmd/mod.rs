@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod chat;
+pub mod complete;
 pub mod config;
+pub mod edit;
 pub mod index;
 pub mod init;
 pub mod inspect;

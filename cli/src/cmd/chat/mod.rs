@@ -44,7 +44,7 @@ pub struct ChatArgs {
 #[derive(Debug, Args)]
 pub struct SessionArgs {
     #[command(flatten)]
-    model: ModelArg,
+    pub(crate) model: ModelArg,
     /// Project to retrieve code from [default: the nearest directory at or above the current one holding .hearth/
     /// or .git; none if there is none].
     #[arg(long, value_name = "DIR")]
@@ -65,17 +65,21 @@ pub struct SessionArgs {
     #[arg(long)]
     drop_oldest: bool,
     #[command(flatten)]
-    context: ContextArg,
+    pub(crate) context: ContextArg,
     #[command(flatten)]
-    threads: ThreadsArg,
+    pub(crate) threads: ThreadsArg,
     #[command(flatten)]
-    sampling: SamplingArgs,
+    pub(crate) sampling: SamplingArgs,
 }
 
 impl SessionArgs {
     /// The chat settings: flags, else the settings files, else the defaults.
     fn settings(&self) -> anyhow::Result<ChatSettings> {
-        let defaults = ChatSettings::default();
+        self.settings_over(ChatSettings::default())
+    }
+
+    /// The settings for a command whose own defaults are `defaults`: flags, else the settings files, else those.
+    pub fn settings_over(&self, defaults: ChatSettings) -> anyhow::Result<ChatSettings> {
         let budget = config::resolve(
             self.retrieval_budget,
             |c| c.chat.retrieval_budget,
@@ -95,7 +99,8 @@ impl SessionArgs {
         })
     }
 
-    fn retrieval(&self) -> anyhow::Result<bool> {
+    /// Whether to retrieve project code.
+    pub fn retrieval(&self) -> anyhow::Result<bool> {
         Ok(!self.no_retrieval && config::current()?.get(|c| c.chat.retrieval).unwrap_or(true))
     }
 
@@ -115,6 +120,12 @@ impl SessionArgs {
         let (project, _) = Project::index(&root, &mut Bars::default())?;
         Ok(Some(project))
     }
+
+    /// The project root for commands that write files: `--project`, else the nearest project directory, else the
+    /// current directory.
+    pub fn root(&self) -> anyhow::Result<PathBuf> {
+        crate::args::project_dir(self.project.as_deref())
+    }
 }
 
 /// Set by Ctrl-C while an answer streams; the answer stops and the chat goes on.
@@ -122,14 +133,16 @@ impl SessionArgs {
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
-    fn install() -> anyhow::Result<Self> {
+    /// Installs the Ctrl-C handler that sets it.
+    pub fn install() -> anyhow::Result<Self> {
         let interrupt = Interrupt::default();
         let flag = interrupt.0.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
         Ok(interrupt)
     }
 
-    fn reset(&self) {
+    /// Clears it, before an answer starts.
+    pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);
     }
 
@@ -186,15 +199,16 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
 }
 
 /// A model file with its tokenizer and chat template.
-struct Loaded {
+pub struct Loaded {
     path: PathBuf,
     file: ModelFile,
-    tokenizer: Tokenizer,
+    pub(crate) tokenizer: Tokenizer,
     template: ChatTemplate,
 }
 
 impl Loaded {
-    fn open(spec: &str) -> anyhow::Result<Loaded> {
+    /// Opens the model `spec` names.
+    pub fn open(spec: &str) -> anyhow::Result<Loaded> {
         let path = resolve_model(spec)?;
         let file = ModelFile::open(&path)?;
         let tokenizer = Tokenizer::from_gguf(file.gguf())?;
@@ -207,11 +221,13 @@ impl Loaded {
         })
     }
 
-    fn model(&self) -> anyhow::Result<Model<'_>> {
+    /// Loads its weights.
+    pub fn model(&self) -> anyhow::Result<Model<'_>> {
         Model::load(&self.file).context("loading the model")
     }
 
-    fn chat<'m, 'a>(
+    /// A chat with `model` (loaded from this file).
+    pub fn chat<'m, 'a>(
         &'m self,
         model: &'m Model<'a>,
         context: usize,
@@ -289,7 +305,8 @@ fn stream_answer<W: Write>(
     Ok(stats)
 }
 
-fn interrupted(interrupt: &Interrupt) -> ControlFlow<()> {
+/// Break once Ctrl-C was pressed.
+pub fn interrupted(interrupt: &Interrupt) -> ControlFlow<()> {
     if interrupt.is_set() {
         ControlFlow::Break(())
     } else {
