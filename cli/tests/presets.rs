@@ -1,19 +1,10 @@
 //! `hearth explain`, `debug` and `gen` on SmolLM2-135M (greedy): each answers, `gen -o` writes exactly the answer's
 //! code block, and bad targets are clear errors before any model is loaded.
 
-use std::fs;
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn hearth_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run hearth");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
+use common::hearth_in;
+use std::fs;
 
 const SMOL: [&str; 4] = ["-m", "smollm2-135m-instruct", "--temp", "0"];
 
