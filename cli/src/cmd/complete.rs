@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use hearth_kernel::ops::kv::KvType;
-use hearth_runtime::edit::{FileChange, Proposal, TextFile};
+use hearth_runtime::edit::{TextFile, journal};
 use hearth_runtime::fim::{ContextFile, Cursor, FimRequest, fim_prompt, trim_repeated_suffix, window};
 use hearth_runtime::generate::{StopConditions, generate};
 use hearth_runtime::retrieval::{Project, approximate_tokens};
@@ -160,18 +160,12 @@ pub fn run(args: CompleteArgs) -> anyhow::Result<()> {
     }
     let mut after = file.text.clone();
     after.insert_str(offset, completion);
-    let proposal = Proposal {
-        changes: vec![FileChange {
-            file,
-            after,
-            strategy: None,
-            new_syntax_errors: Vec::new(),
-        }],
-        attempts: Vec::new(),
+    let write = journal::Write {
+        path: &relative,
+        before: file.original.as_deref(),
+        after: &file.encode(&after),
     };
-    proposal
-        .write(&root, &format!("complete {}", args.position))
-        .context("inserting the completion")?;
+    journal::write(&root, &format!("complete {}", args.position), &[write]).context("inserting the completion")?;
     eprintln!(
         "inserted {} lines ({} tokens) into {relative} (`hearth undo` takes it back)",
         completion.lines().count(),
