@@ -1,6 +1,6 @@
 //! Reading edits out of a model's answer, in either format hearth asks for:
 //!
-//! ```text
+//! ````text
 //! src/app.py                 SEARCH/REPLACE: a file name, then a fenced block holding
 //! ```python                  one or more replacements of lines quoted from the file
 //! <<<<<<< SEARCH
@@ -14,7 +14,7 @@
 //! ```python
 //! …
 //! ```
-//! ```
+//! ````
 //!
 //! Small models drift from any format, so the reader is lenient where the intent is unambiguous: fences may be
 //! missing or carry the file name (```` ```python src/app.py ````), the name may be decorated (`**src/app.py**`,
