@@ -7,6 +7,7 @@
 use std::ops::ControlFlow;
 
 use hearth_runtime::ModelFile;
+use hearth_runtime::backend::LocalBackend;
 use hearth_runtime::chat::{Chat, ChatSettings, Transcript, Turn};
 use hearth_runtime::model::Model;
 use hearth_runtime::sampling::SamplerParams;
@@ -54,7 +55,8 @@ fn main() {
         max_answer_tokens: 32,
         ..ChatSettings::default()
     };
-    let mut chat = Chat::new(&model, &tokenizer, &template, 4096, settings, None).expect("chat");
+    let backend = LocalBackend::new(&model, &tokenizer, &template, 4096).expect("KV cache");
+    let mut chat = Chat::new(Box::new(backend), settings, None);
     chat.restore(conversation(&tokenizer, 2000)).expect("restore");
     println!("model {name}, {} threads", hearth_runtime::threads());
     for (label, question) in [

@@ -4,6 +4,7 @@ mod args;
 mod cmd;
 mod config;
 mod progress;
+mod remote;
 
 use std::process::ExitCode;
 

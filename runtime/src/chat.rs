@@ -18,16 +18,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::conversation::{Conversation, ConversationError, OverflowPolicy};
+use crate::backend::Backend;
+use crate::conversation::{ConversationError, OverflowPolicy};
 use crate::fsutil::read_text_file;
-use crate::generate::{FinishReason, StopConditions, generate};
-use crate::model::{Model, ModelError};
+use crate::generate::FinishReason;
+use crate::model::ModelError;
 use crate::retrieval::{ContextRequest, Hit, Project, RetrievalError};
-use crate::sampling::{Sampler, SamplerParams};
-use crate::session::Session;
-use crate::template::{ChatTemplate, Message};
-use crate::tokenizer::Tokenizer;
-use hearth_kernel::ops::kv::KvType;
+use crate::sampling::SamplerParams;
+use crate::template::Message;
 
 /// The system prompt when none is configured.
 pub const DEFAULT_SYSTEM: &str = "You are hearth, a coding assistant that runs locally. Answer precisely and \
@@ -147,8 +145,8 @@ fn finish_name<S: serde::Serializer>(finish: &FinishReason, s: S) -> Result<S::O
 /// How the context is spent, in tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Budget {
-    /// The whole context.
-    pub capacity: usize,
+    /// The whole context, when it is known here (a server's is not).
+    pub capacity: Option<usize>,
     /// System prompt.
     pub system: usize,
     /// Pinned files.
@@ -162,10 +160,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// What is left for the next question itself.
-    pub fn free(&self) -> usize {
+    /// What is left for the next question itself, when the context is known.
+    pub fn free(&self) -> Option<usize> {
         self.capacity
-            .saturating_sub(self.system + self.files + self.history + self.retrieval + self.answer)
+            .map(|c| c.saturating_sub(self.system + self.files + self.history + self.retrieval + self.answer))
     }
 }
 
@@ -175,6 +173,9 @@ pub enum ChatError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The server answering for the model failed (the message says how).
+    #[error("{0}")]
+    Backend(String),
     /// The conversation does not fit (the message says what to do).
     #[error("{0}")]
     Overflow(ConversationError),
@@ -193,10 +194,8 @@ pub enum ChatError {
 
 /// A chat with one model, optionally about one project.
 #[derive(Debug)]
-pub struct Chat<'m, 'a> {
-    tokenizer: &'m Tokenizer,
-    template: &'m ChatTemplate,
-    session: Session<'m, 'a>,
+pub struct Chat<'b> {
+    backend: Box<dyn Backend + 'b>,
     settings: ChatSettings,
     project: Option<Project>,
     retrieval: bool,
@@ -204,26 +203,17 @@ pub struct Chat<'m, 'a> {
     turns: Vec<Turn>,
 }
 
-impl<'m, 'a> Chat<'m, 'a> {
-    /// A chat with a KV cache of `context` tokens; with a project, retrieval is on.
-    pub fn new(
-        model: &'m Model<'a>,
-        tokenizer: &'m Tokenizer,
-        template: &'m ChatTemplate,
-        context: usize,
-        settings: ChatSettings,
-        project: Option<Project>,
-    ) -> Result<Self, ChatError> {
-        Ok(Chat {
-            tokenizer,
-            template,
-            session: Session::new(model, context, KvType::F16)?,
+impl<'b> Chat<'b> {
+    /// A chat answered by `backend`; with a project, retrieval is on.
+    pub fn new(backend: Box<dyn Backend + 'b>, settings: ChatSettings, project: Option<Project>) -> Self {
+        Chat {
+            backend,
             retrieval: project.is_some() && settings.retrieval_budget > 0,
             settings,
             project,
             pinned: Vec::new(),
             turns: Vec::new(),
-        })
+        }
     }
 
     /// Asks a question: retrieves code for it, fits the conversation into the context, and streams the answer to
@@ -241,39 +231,69 @@ impl<'m, 'a> Chat<'m, 'a> {
             sources: sources.clone(),
             answer: String::new(),
         });
-        let fitted = match self.fit() {
-            Ok(fitted) => fitted,
+        let system = match self.system_message() {
+            Ok(system) => system,
             Err(e) => {
                 self.turns.pop();
                 return Err(e);
             }
         };
-        let cached_tokens = self.session.prefill(&fitted.tokens)?;
-        let mut sampler = Sampler::new(self.settings.sampler.clone());
-        let stop = StopConditions {
-            max_tokens: self.settings.max_answer_tokens,
-            ..StopConditions::default()
-        };
+        let mut room = Room::default();
         let mut first_token = None;
-        let generation = generate(&mut self.session, self.tokenizer, &mut sampler, &stop, |piece| {
-            first_token.get_or_insert_with(|| started.elapsed());
-            on_text(piece)
-        })?;
+        let answer = loop {
+            let messages = self.messages(&system, room.turns_dropped);
+            let answered = self.backend.answer(
+                &messages,
+                self.settings.max_answer_tokens,
+                &self.settings.sampler,
+                &mut |piece| {
+                    first_token.get_or_insert_with(|| started.elapsed());
+                    on_text(piece)
+                },
+            );
+            match answered {
+                Ok(answer) => break answer,
+                Err(ChatError::Overflow(_)) if self.make_room(&mut room) => {}
+                Err(e) => {
+                    self.turns.pop();
+                    return Err(e);
+                }
+            }
+        };
+        self.turns.drain(..room.turns_dropped);
         let first_token = first_token.unwrap_or_else(|| started.elapsed());
         if let Some(turn) = self.turns.last_mut() {
-            turn.answer = generation.text;
+            turn.answer = answer.text;
         }
         Ok(TurnStats {
-            prompt_tokens: fitted.tokens.len(),
-            cached_tokens,
+            prompt_tokens: answer.prompt_tokens,
+            cached_tokens: answer.cached_tokens,
             first_token,
-            generated: generation.tokens,
+            generated: answer.generated,
             generation_time: started.elapsed().saturating_sub(first_token),
-            finish: generation.finish,
+            finish: answer.finish,
             sources,
-            contexts_dropped: fitted.contexts_dropped,
-            turns_dropped: fitted.turns_dropped,
+            contexts_dropped: room.contexts_dropped,
+            turns_dropped: room.turns_dropped,
         })
+    }
+
+    /// Shortens the conversation after the backend found it too long, as the module docs describe: the retrieved
+    /// code of an earlier turn (oldest first), else — under the drop-oldest policy — the oldest turn (counted in
+    /// `room`; the turns go only once an answer came). False when nothing more may go.
+    fn make_room(&mut self, room: &mut Room) -> bool {
+        let newest = self.turns.len() - 1;
+        let earlier = &mut self.turns[room.turns_dropped..newest];
+        if let Some(turn) = earlier.iter_mut().find(|t| t.context.is_some()) {
+            turn.context = None;
+            room.contexts_dropped += 1;
+            return true;
+        }
+        if self.settings.overflow == OverflowPolicy::DropOldestTurns && !earlier.is_empty() {
+            room.turns_dropped += 1;
+            return true;
+        }
+        false
     }
 
     /// Code for a question (with the previous question, so that follow-ups keep their topic), fitted to the
@@ -287,8 +307,8 @@ impl<'m, 'a> Chat<'m, 'a> {
             Some(previous) => format!("{text}\n{}", previous.user),
             None => text.to_owned(),
         };
-        let tokenizer = self.tokenizer;
-        let count = |s: &str| tokenizer.encode(s, false, false).len();
+        let backend = &self.backend;
+        let count = |s: &str| backend.count_tokens(s);
         let request = ContextRequest {
             query: &query,
             files: &self.pinned,
@@ -302,54 +322,6 @@ impl<'m, 'a> Chat<'m, 'a> {
             Some(context.text),
             context.sources.iter().map(SourceRef::from).collect(),
         ))
-    }
-
-    /// The prompt for the current turns, shortened as the module docs describe when it does not fit.
-    fn fit(&mut self) -> Result<Fitted, ChatError> {
-        let capacity = self.session.capacity();
-        let reserve = self.settings.max_answer_tokens;
-        let system = self.system_message()?;
-        let mut contexts_dropped = 0;
-        loop {
-            let mut conversation = Conversation {
-                messages: self.messages(&system),
-            };
-            let policy = OverflowPolicy::Error;
-            match conversation.fit(self.template, self.tokenizer, capacity, reserve, policy) {
-                Ok(fitted) => {
-                    return Ok(Fitted {
-                        tokens: fitted.tokens,
-                        contexts_dropped,
-                        turns_dropped: 0,
-                    });
-                }
-                Err(ConversationError::Overflow { .. }) => {}
-                Err(e) => return Err(ChatError::Overflow(e)),
-            }
-            // Retrieved code of earlier turns goes first, oldest first.
-            let older = self.turns.len() - 1;
-            match self.turns[..older].iter_mut().find(|t| t.context.is_some()) {
-                Some(turn) => {
-                    turn.context = None;
-                    contexts_dropped += 1;
-                }
-                None => break,
-            }
-        }
-        let mut conversation = Conversation {
-            messages: self.messages(&system),
-        };
-        let fitted = conversation
-            .fit(self.template, self.tokenizer, capacity, reserve, self.settings.overflow)
-            .map_err(ChatError::Overflow)?;
-        // The policy drops a user message with its answer: whole turns, from the front.
-        let turns_dropped = fitted.dropped.div_ceil(2);
-        self.turns.drain(..turns_dropped);
-        Ok(Fitted {
-            tokens: fitted.tokens,
-            contexts_dropped,
-            turns_dropped,
-        })
     }
 
     /// The system prompt with the pinned files' current text.
@@ -373,12 +345,14 @@ impl<'m, 'a> Chat<'m, 'a> {
         Ok(Message::new("system", text))
     }
 
-    fn messages(&self, system: &Message) -> Vec<Message> {
-        let mut messages = Vec::with_capacity(1 + 2 * self.turns.len());
+    /// The messages for the backend: the system prompt, then the turns after the first `skip`.
+    fn messages(&self, system: &Message, skip: usize) -> Vec<Message> {
+        let turns = &self.turns[skip..];
+        let mut messages = Vec::with_capacity(1 + 2 * turns.len());
         if !system.content.is_empty() {
             messages.push(system.clone());
         }
-        for (i, turn) in self.turns.iter().enumerate() {
+        for (i, turn) in turns.iter().enumerate() {
             let user = match &turn.context {
                 Some(context) => format!(
                     "Code from the project that may be relevant (found by search; it may be incomplete):\n\n\
@@ -388,7 +362,7 @@ impl<'m, 'a> Chat<'m, 'a> {
                 None => turn.user.clone(),
             };
             messages.push(Message::new("user", user));
-            if i + 1 < self.turns.len() {
+            if i + 1 < turns.len() {
                 messages.push(Message::new("assistant", turn.answer.as_str()));
             }
         }
@@ -522,9 +496,10 @@ impl<'m, 'a> Chat<'m, 'a> {
         self.settings.overflow
     }
 
-    /// Ends the chat, handing back its project (to carry it over to a chat with another model).
-    pub fn into_project(self) -> Option<Project> {
-        self.project
+    /// Takes the project out of the chat (to carry it over to a chat with another model); retrieval ends.
+    pub fn take_project(&mut self) -> Option<Project> {
+        self.retrieval = false;
+        self.project.take()
     }
 
     /// The project, if the chat has one.
@@ -534,7 +509,7 @@ impl<'m, 'a> Chat<'m, 'a> {
 
     /// How the context is spent now.
     pub fn budget(&self) -> Result<Budget, ChatError> {
-        let count = |s: &str| self.tokenizer.encode(s, false, false).len();
+        let count = |s: &str| self.backend.count_tokens(s);
         let system = count(&self.settings.system);
         let with_files = count(&self.system_message()?.content);
         let history = self
@@ -543,7 +518,7 @@ impl<'m, 'a> Chat<'m, 'a> {
             .map(|t| count(t.context.as_deref().unwrap_or("")) + count(&t.user) + count(&t.answer))
             .sum();
         Ok(Budget {
-            capacity: self.session.capacity(),
+            capacity: self.backend.capacity(),
             system,
             files: with_files - system.min(with_files),
             history,
@@ -580,8 +555,9 @@ impl<'m, 'a> Chat<'m, 'a> {
     }
 }
 
-struct Fitted {
-    tokens: Vec<u32>,
+/// What was dropped to fit one question in.
+#[derive(Default)]
+struct Room {
     contexts_dropped: usize,
     turns_dropped: usize,
 }

@@ -38,6 +38,9 @@ pub enum ConversationError {
     /// The template failed.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// A server refused the conversation as too long for its context (its own words).
+    #[error("the server refused the conversation as too long: {0}")]
+    Refused(String),
 }
 
 /// A prompt that fits.

@@ -3,6 +3,7 @@
 //! It owns files (memory-mapped model files, the model store), and will own threads, tokenizers, chat templates,
 //! sessions and project retrieval.
 
+pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod conversation;

@@ -6,6 +6,7 @@ use std::fs;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use hearth_runtime::backend::LocalBackend;
 use hearth_runtime::chat::{Chat, ChatError, ChatSettings};
 use hearth_runtime::conversation::OverflowPolicy;
 use hearth_runtime::generate::FinishReason;
@@ -18,7 +19,7 @@ use hearth_runtime::{ModelFile, NoProgress, Store};
 
 /// Runs `test` on a chat on SmolLM2 (greedy, answers of at most `max_answer_tokens`) about a fresh two-file project,
 /// whose directory it is given.
-fn with_chat(context: usize, max_answer_tokens: usize, test: impl FnOnce(&mut Chat<'_, '_>, &Path)) {
+fn with_chat(context: usize, max_answer_tokens: usize, test: impl FnOnce(&mut Chat<'_>, &Path)) {
     let path = Store::from_env()
         .unwrap()
         .resolve("smollm2-135m-instruct", &mut NoProgress)
@@ -28,15 +29,8 @@ fn with_chat(context: usize, max_answer_tokens: usize, test: impl FnOnce(&mut Ch
     let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
     let model = Model::load(&file).unwrap();
     let (dir, project) = project();
-    let mut chat = Chat::new(
-        &model,
-        &tokenizer,
-        &template,
-        context,
-        settings(max_answer_tokens),
-        Some(project),
-    )
-    .unwrap();
+    let backend = LocalBackend::new(&model, &tokenizer, &template, context).unwrap();
+    let mut chat = Chat::new(Box::new(backend), settings(max_answer_tokens), Some(project));
     test(&mut chat, dir.path());
 }
 
@@ -65,7 +59,7 @@ fn project() -> (tempfile::TempDir, Project) {
     (dir, project)
 }
 
-fn ask(chat: &mut Chat<'_, '_>, text: &str) -> hearth_runtime::chat::TurnStats {
+fn ask(chat: &mut Chat<'_>, text: &str) -> hearth_runtime::chat::TurnStats {
     chat.ask(text, |_| ControlFlow::Continue(())).unwrap()
 }
 

@@ -11,12 +11,13 @@ use hearth_runtime::edit::{TextFile, journal};
 use hearth_runtime::fim::{ContextFile, Cursor, FimRequest, fim_prompt, trim_repeated_suffix, window};
 use hearth_runtime::generate::{StopConditions, generate};
 use hearth_runtime::retrieval::{Project, approximate_tokens};
-use hearth_runtime::sampling::Sampler;
+use hearth_runtime::sampling::{Sampler, SamplerParams};
 use hearth_runtime::session::Session;
 
 use super::chat::{Interrupt, Loaded, interrupted};
 use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, project_dir};
 use crate::progress::Bars;
+use crate::remote::BackendArgs;
 
 #[derive(Debug, Args)]
 pub struct CompleteArgs {
@@ -51,6 +52,8 @@ pub struct CompleteArgs {
     threads: ThreadsArg,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// `PATH:LINE[:COL]` split into its parts (the path may itself contain `:`).
@@ -93,59 +96,38 @@ pub fn run(args: CompleteArgs) -> anyhow::Result<()> {
         .offset(&file.text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let (prefix, suffix) = window(&file.text, offset, args.prefix_tokens, args.suffix_tokens);
-    args.threads.apply()?;
-    let interrupt = Interrupt::install()?;
     let context = if args.retrieval_budget > 0 {
         let (project, _) = Project::index(&root, &mut Bars::default())?;
         related_code(&project, &relative, prefix, suffix, args.retrieval_budget)?
     } else {
         Vec::new()
     };
-    let loaded = Loaded::open(&args.model.spec()?)?;
-    let model = loaded.model()?;
-    let repo_name = root.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut sampler = args.sampling.params()?;
+    if args.sampling.temperature.is_none() {
+        // Completion is greedy unless asked otherwise: the most likely code is the one to offer.
+        sampler.temperature = 0.0;
+    }
     let request = FimRequest {
         prefix,
         suffix,
-        repo_name: repo_name.as_deref(),
+        repo_name: root.file_name().and_then(|n| n.to_str()),
         path: Some(&relative),
         context: &context,
     };
-    let tokens = fim_prompt(&loaded.tokenizer, &request)?;
-    let capacity = args.context.size(&model)?;
-    if tokens.len() + args.max_tokens > capacity {
-        anyhow::bail!(
-            "the prompt ({} tokens) and {} tokens of completion do not fit the context of {capacity}; lower \
-             --prefix-tokens/--suffix-tokens/--retrieval-budget or raise --ctx-size",
-            tokens.len(),
-            args.max_tokens
-        );
-    }
-    let mut session = Session::new(&model, capacity, KvType::F16)?;
-    session.prefill(&tokens)?;
-    let mut sampler_params = args.sampling.params()?;
-    if args.sampling.temperature.is_none() {
-        // Completion is greedy unless asked otherwise: the most likely code is the one to offer.
-        sampler_params.temperature = 0.0;
-    }
-    let fim = loaded.tokenizer.fim();
-    let stop = StopConditions {
-        max_tokens: args.max_tokens,
-        tokens: [fim.prefix, fim.suffix, fim.middle, fim.file_sep, fim.repo]
-            .into_iter()
-            .flatten()
-            .collect(),
-        ..StopConditions::default()
+    let (text, tokens) = match args.backend.connect(args.model.model.as_deref())? {
+        Some(remote) => {
+            let infill = remote.infill(prefix, suffix, &context, args.max_tokens, &sampler)?;
+            if !infill.with_context && !context.is_empty() {
+                eprintln!(
+                    "note: {} has no /infill endpoint, so the related code from other files was not sent",
+                    remote.url()
+                );
+            }
+            (infill.text, infill.tokens)
+        }
+        None => complete_locally(&args, &request, sampler)?,
     };
-    interrupt.reset();
-    let generation = generate(
-        &mut session,
-        &loaded.tokenizer,
-        &mut Sampler::new(sampler_params),
-        &stop,
-        |_| interrupted(&interrupt),
-    )?;
-    let completion = trim_repeated_suffix(&generation.text, suffix);
+    let completion = trim_repeated_suffix(&text, suffix);
     if !args.apply {
         let mut stdout = std::io::stdout();
         stdout.write_all(completion.as_bytes())?;
@@ -169,9 +151,51 @@ pub fn run(args: CompleteArgs) -> anyhow::Result<()> {
     eprintln!(
         "inserted {} lines ({} tokens) into {relative} (`hearth undo` takes it back)",
         completion.lines().count(),
-        generation.tokens
+        tokens
     );
     Ok(())
+}
+
+/// The completion for `request` from the local model, and how many tokens it took. Ctrl-C stops it early.
+fn complete_locally(
+    args: &CompleteArgs,
+    request: &FimRequest<'_>,
+    sampler: SamplerParams,
+) -> anyhow::Result<(String, usize)> {
+    args.threads.apply()?;
+    let interrupt = Interrupt::install()?;
+    let loaded = Loaded::open(&args.model.spec()?)?;
+    let model = loaded.model()?;
+    let tokens = fim_prompt(&loaded.tokenizer, request)?;
+    let capacity = args.context.size(&model)?;
+    if tokens.len() + args.max_tokens > capacity {
+        anyhow::bail!(
+            "the prompt ({} tokens) and {} tokens of completion do not fit the context of {capacity}; lower \
+             --prefix-tokens/--suffix-tokens/--retrieval-budget or raise --ctx-size",
+            tokens.len(),
+            args.max_tokens
+        );
+    }
+    let mut session = Session::new(&model, capacity, KvType::F16)?;
+    session.prefill(&tokens)?;
+    let fim = loaded.tokenizer.fim();
+    let stop = StopConditions {
+        max_tokens: args.max_tokens,
+        tokens: [fim.prefix, fim.suffix, fim.middle, fim.file_sep, fim.repo]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ..StopConditions::default()
+    };
+    interrupt.reset();
+    let generation = generate(
+        &mut session,
+        &loaded.tokenizer,
+        &mut Sampler::new(sampler),
+        &stop,
+        |_| interrupted(&interrupt),
+    )?;
+    Ok((generation.text, generation.tokens))
 }
 
 /// Code from other files of the project that shares names with the text around the cursor, up to `budget` tokens.

@@ -10,7 +10,7 @@ use hearth_runtime::edit::{EditFormat, Editor, FileChange, Proposal, TextFile, u
 use hearth_runtime::retrieval::{Project, approximate_tokens};
 use similar::TextDiff;
 
-use super::chat::{Interrupt, Loaded, SessionArgs, interrupted};
+use super::chat::{Interrupt, SessionArgs, interrupted};
 use crate::args::ProjectArg;
 use crate::progress::Bars;
 
@@ -79,9 +79,6 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     session.threads.apply()?;
     let interrupt = Interrupt::install()?;
     let (project, _) = Project::index(&root, &mut Bars::default())?;
-    let loaded = Loaded::open(&session.model.spec()?)?;
-    let model = loaded.model()?;
-    let context = session.context.size(&model)?;
     let mut settings = session.settings_over(ChatSettings {
         retrieval_budget: EDIT_RETRIEVAL_BUDGET,
         ..ChatSettings::default()
@@ -94,35 +91,38 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         // Edits are greedy unless asked otherwise: the most likely edit is the one to review.
         settings.sampler.temperature = 0.0;
     }
-    let mut chat = loaded.chat(&model, context, settings, Some(project))?;
-    let mut editor = Editor::new(&mut chat, &root, files, format)?;
-    let mut stderr = std::io::stderr();
-    let colour = stderr.is_terminal();
-    eprintln!("asking for the edit ({} format)…", format.name());
-    interrupt.reset();
-    let proposal = editor.propose(
-        &instruction,
-        |text| {
-            if !args.quiet {
-                let _ = write!(
-                    stderr,
-                    "{}{text}{}",
-                    if colour { DIM } else { "" },
-                    if colour { RESET } else { "" }
+    let model = session.model.model.as_deref();
+    let proposal = session.with_chat(model, settings, Some(project), |chat, _| {
+        let mut editor = Editor::new(chat, &root, files, format)?;
+        let mut stderr = std::io::stderr();
+        let colour = stderr.is_terminal();
+        eprintln!("asking for the edit ({} format)…", format.name());
+        interrupt.reset();
+        let proposal = editor.propose(
+            &instruction,
+            |text| {
+                if !args.quiet {
+                    let _ = write!(
+                        stderr,
+                        "{}{text}{}",
+                        if colour { DIM } else { "" },
+                        if colour { RESET } else { "" }
+                    );
+                    let _ = stderr.flush();
+                }
+                interrupted(&interrupt)
+            },
+            |feedback| {
+                eprintln!(
+                    "\n{}",
+                    paint(colour, BOLD, "hearth: the edit did not apply; asking again:")
                 );
-                let _ = stderr.flush();
-            }
-            interrupted(&interrupt)
-        },
-        |feedback| {
-            eprintln!(
-                "\n{}",
-                paint(colour, BOLD, "hearth: the edit did not apply; asking again:")
-            );
-            eprintln!("{feedback}");
-            interrupted(&interrupt)
-        },
-    )?;
+                eprintln!("{feedback}");
+                interrupted(&interrupt)
+            },
+        )?;
+        Ok(proposal)
+    })?;
     eprintln!();
     report_attempts(&proposal);
     if !proposal.applies() {

@@ -18,10 +18,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `hearth serve -m MODEL --port 0 -c 1024` plus `extra` and waits until it listens.
+    /// Starts `hearth serve -m MODEL --port 0` plus `extra` (with `-c 1024` unless `extra` sets `-c`) and waits
+    /// until it listens.
     pub fn start(model: &str, extra: &[&str]) -> Server {
+        let context: &[&str] = if extra.contains(&"-c") { &[] } else { &["-c", "1024"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", "-m", model, "--port", "0", "-c", "1024"])
+            .args(["serve", "-m", model, "--port", "0"])
+            .args(context)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

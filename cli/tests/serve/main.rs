@@ -1,6 +1,10 @@
 //! `hearth serve` as clients use it: a real server on a loopback port with SmolLM2-135M (Qwen2.5-Coder for
-//! fill-in-the-middle), spoken to over raw HTTP and with the official `openai` Python package.
+//! fill-in-the-middle), spoken to over raw HTTP, with the official `openai` Python package, and by hearth's own
+//! chat, edit and complete through `--backend`.
 
+mod backend;
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 use std::io::{BufRead, BufReader};

@@ -189,24 +189,19 @@ pub enum EditError {
 
 /// Drives a [`Chat`] to edit files under `root`.
 #[derive(Debug)]
-pub struct Editor<'c, 'm, 'a> {
-    chat: &'c mut Chat<'m, 'a>,
+pub struct Editor<'c, 'b> {
+    chat: &'c mut Chat<'b>,
     root: PathBuf,
     /// The files the user named, relative to `root`.
     files: Vec<String>,
     format: EditFormat,
 }
 
-impl<'c, 'm, 'a> Editor<'c, 'm, 'a> {
+impl<'c, 'b> Editor<'c, 'b> {
     /// An editor for `files` (relative to `root`, `/`-separated; ones that do not exist yet may be created). The
     /// chat should have been made with `format`'s [system prompt](EditFormat::system_prompt); the existing files
     /// are pinned into it here, after checking that each may be edited.
-    pub fn new(
-        chat: &'c mut Chat<'m, 'a>,
-        root: &Path,
-        files: Vec<String>,
-        format: EditFormat,
-    ) -> Result<Self, EditError> {
+    pub fn new(chat: &'c mut Chat<'b>, root: &Path, files: Vec<String>, format: EditFormat) -> Result<Self, EditError> {
         for path in &files {
             let file = TextFile::read(root, path)?;
             if !file.is_new() {

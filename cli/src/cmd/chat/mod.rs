@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::Args;
 use hearth_runtime::ModelFile;
+use hearth_runtime::backend::LocalBackend;
 use hearth_runtime::chat::{Chat, ChatSettings, Transcript, TurnStats};
 use hearth_runtime::conversation::OverflowPolicy;
 use hearth_runtime::model::Model;
@@ -22,7 +23,9 @@ use hearth_runtime::tokenizer::Tokenizer;
 use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, resolve_model};
 use crate::config;
 use crate::progress::Bars;
+use crate::remote::BackendArgs;
 use render::{Renderer, sources_line, stats_line};
+pub use repl::ModelInfo;
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
@@ -70,6 +73,8 @@ pub struct SessionArgs {
     pub(crate) threads: ThreadsArg,
     #[command(flatten)]
     pub(crate) sampling: SamplingArgs,
+    #[command(flatten)]
+    pub(crate) backend: BackendArgs,
 }
 
 impl SessionArgs {
@@ -126,6 +131,40 @@ impl SessionArgs {
     pub fn root(&self) -> anyhow::Result<PathBuf> {
         crate::args::project_dir(self.project.as_deref())
     }
+
+    /// Runs `f` on a chat with `settings` about `project`, answered by the `--backend` server, else by the local
+    /// model (loaded here). `model` is the model as the user named it, if they did: a server's model name, or a
+    /// local model [default: the settings files', else hearth's].
+    pub fn with_chat<R>(
+        &self,
+        model: Option<&str>,
+        settings: ChatSettings,
+        project: Option<Project>,
+        f: impl FnOnce(&mut Chat<'_>, &ModelInfo) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        if let Some(remote) = self.backend.connect(model)? {
+            let info = ModelInfo {
+                name: remote.model().to_owned(),
+                place: remote.url(),
+                context: None,
+            };
+            return f(&mut Chat::new(Box::new(remote), settings, project), &info);
+        }
+        let spec = match model {
+            Some(spec) => spec.to_owned(),
+            None => self.model.spec()?,
+        };
+        let loaded = Loaded::open(&spec)?;
+        let model = loaded.model()?;
+        let context = self.context.size(&model)?;
+        let backend = LocalBackend::new(&model, &loaded.tokenizer, &loaded.template, context)?;
+        let info = ModelInfo {
+            name: spec,
+            place: loaded.path.display().to_string(),
+            context: Some(context),
+        };
+        f(&mut Chat::new(Box::new(backend), settings, project), &info)
+    }
 }
 
 /// Set by Ctrl-C while an answer streams; the answer stops and the chat goes on.
@@ -166,34 +205,28 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     // editor reads Ctrl-C as a key while it edits; while an answer streams, SIGINT has to reach the interrupt).
     let mut input = repl::Input::new()?;
     let interrupt = Interrupt::install()?;
-    let mut model_spec = session.model.spec()?;
+    let mut model = session.model.model.clone();
     let mut project = session.open_project(&args.add)?;
     let mut transcript: Option<Transcript> = None;
     loop {
-        let loaded = Loaded::open(&model_spec)?;
-        let model = loaded.model()?;
-        let context = session.context.size(&model)?;
-        let mut chat = loaded.chat(&model, context, session.settings()?, project.take())?;
-        match transcript.take() {
-            Some(saved) => chat.restore(saved)?,
-            None => {
-                for spec in &args.add {
-                    chat.pin(spec)?;
+        let outcome = session.with_chat(model.as_deref(), session.settings()?, project.take(), |chat, info| {
+            match transcript.take() {
+                Some(saved) => chat.restore(saved)?,
+                None => {
+                    for spec in &args.add {
+                        chat.pin(spec)?;
+                    }
                 }
             }
-        }
-        let info = repl::ModelInfo {
-            spec: model_spec.clone(),
-            path: loaded.path.clone(),
-            context,
-        };
-        match repl::run(&mut input, &mut chat, &info, &interrupt)? {
+            let outcome = repl::run(&mut input, chat, info, &interrupt)?;
+            // The conversation and the project carry over to the next model.
+            transcript = Some(chat.transcript());
+            project = chat.take_project();
+            Ok(outcome)
+        })?;
+        match outcome {
             repl::Outcome::Exit => return Ok(()),
-            repl::Outcome::SwitchModel(spec) => {
-                transcript = Some(chat.transcript());
-                project = chat.into_project();
-                model_spec = spec;
-            }
+            repl::Outcome::SwitchModel(spec) => model = Some(spec),
         }
     }
 }
@@ -225,24 +258,6 @@ impl Loaded {
     pub fn model(&self) -> anyhow::Result<Model<'_>> {
         Model::load(&self.file).context("loading the model")
     }
-
-    /// A chat with `model` (loaded from this file).
-    pub fn chat<'m, 'a>(
-        &'m self,
-        model: &'m Model<'a>,
-        context: usize,
-        settings: ChatSettings,
-        project: Option<Project>,
-    ) -> anyhow::Result<Chat<'m, 'a>> {
-        Ok(Chat::new(
-            model,
-            &self.tokenizer,
-            &self.template,
-            context,
-            settings,
-            project,
-        )?)
-    }
 }
 
 /// Answers one question (pinning `pins` first): streamed to stdout with stats and sources on stderr, or as one JSON
@@ -255,21 +270,25 @@ pub fn ask_once(session: &SessionArgs, question: &str, pins: &[String], json: bo
     session.threads.apply()?;
     let interrupt = Interrupt::install()?;
     let project = session.open_project(pins)?;
-    let loaded = Loaded::open(&session.model.spec()?)?;
-    let model = loaded.model()?;
-    let context = session.context.size(&model)?;
-    let mut chat = loaded.chat(&model, context, session.settings()?, project)?;
-    for spec in pins {
-        chat.pin(spec)?;
-    }
-    let stats = if json {
-        chat.ask(question, |_| interrupted(&interrupt))?
-    } else {
-        let stdout = std::io::stdout();
-        let mut renderer = Renderer::new(stdout.lock(), stdout.is_terminal());
-        stream_answer(&mut chat, question, &mut renderer, &interrupt)?
-    };
-    let answer = chat.turns().last().map(|t| t.answer.clone()).unwrap_or_default();
+    let (answer, stats) = session.with_chat(
+        session.model.model.as_deref(),
+        session.settings()?,
+        project,
+        |chat, _| {
+            for spec in pins {
+                chat.pin(spec)?;
+            }
+            let stats = if json {
+                chat.ask(question, |_| interrupted(&interrupt))?
+            } else {
+                let stdout = std::io::stdout();
+                let mut renderer = Renderer::new(stdout.lock(), stdout.is_terminal());
+                stream_answer(chat, question, &mut renderer, &interrupt)?
+            };
+            let answer = chat.turns().last().map(|t| t.answer.clone()).unwrap_or_default();
+            Ok((answer, stats))
+        },
+    )?;
     if json {
         let json = serde_json::json!({ "answer": answer, "sources": stats.sources, "stats": stats_json(&stats) });
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -284,7 +303,7 @@ pub fn ask_once(session: &SessionArgs, question: &str, pins: &[String], json: bo
 
 /// Asks and streams the answer through `renderer`.
 fn stream_answer<W: Write>(
-    chat: &mut Chat<'_, '_>,
+    chat: &mut Chat<'_>,
     question: &str,
     renderer: &mut Renderer<W>,
     interrupt: &Interrupt,

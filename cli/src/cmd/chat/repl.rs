@@ -18,15 +18,24 @@ use rustyline::{Context, Editor, Helper};
 use super::render::{Renderer, sources_line, stats_line};
 use super::{Interrupt, stream_answer};
 
-/// The model the chat runs on, for `/model`.
+/// The model the chat runs on, for the banner and `/model`.
 #[derive(Debug)]
 pub struct ModelInfo {
-    /// As the user named it.
-    pub spec: String,
-    /// Its file.
-    pub path: PathBuf,
-    /// Context size in tokens.
-    pub context: usize,
+    /// As the user named it (or, on a server, as the server names it).
+    pub name: String,
+    /// Its file, or the server's URL.
+    pub place: String,
+    /// Context size in tokens, when it is known here (a server's is not).
+    pub context: Option<usize>,
+}
+
+impl ModelInfo {
+    fn context_line(&self) -> String {
+        match self.context {
+            Some(tokens) => format!("context {tokens} tokens"),
+            None => "context set by the server".to_owned(),
+        }
+    }
 }
 
 /// How the loop ended.
@@ -110,16 +119,20 @@ impl std::fmt::Debug for Input {
 /// Runs the chat until the user leaves or switches model.
 pub fn run(
     input: &mut Input,
-    chat: &mut Chat<'_, '_>,
+    chat: &mut Chat<'_>,
     model: &ModelInfo,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Outcome> {
     let editor = &mut input.editor;
     let colour = std::io::stdout().is_terminal();
     println!(
-        "hearth chat · {} · context {} tokens · {}",
-        model.spec,
-        model.context,
+        "hearth chat · {}{} · {} · {}",
+        model.name,
+        match model.context {
+            Some(_) => String::new(),
+            None => format!(" on {}", model.place),
+        },
+        model.context_line(),
         project_line(chat)
     );
     println!("/help lists commands; Ctrl-C stops an answer, Ctrl-D leaves. {CONTINUATION_HINT}");
@@ -165,7 +178,7 @@ pub fn run(
     Ok(outcome)
 }
 
-fn project_line(chat: &Chat<'_, '_>) -> String {
+fn project_line(chat: &Chat<'_>) -> String {
     match chat.project() {
         Some(project) => format!(
             "project {} ({} files, retrieval {})",
@@ -179,7 +192,7 @@ fn project_line(chat: &Chat<'_, '_>) -> String {
 
 /// Runs a slash command (without its `/`); `Some` ends the loop.
 fn command_result(
-    chat: &mut Chat<'_, '_>,
+    chat: &mut Chat<'_>,
     model: &ModelInfo,
     command: &str,
     out: &mut Renderer<impl std::io::Write>,
@@ -223,10 +236,14 @@ fn command_result(
         }
         "context" => {
             let b = chat.budget()?;
-            out.status(&format!(
-                "context {} tokens: system {} · pinned files {} · conversation {} · retrieval up to {} · answer up to {} · free {}",
-                b.capacity, b.system, b.files, b.history, b.retrieval, b.answer, b.free()
-            ))?;
+            let spent = format!(
+                "system {} · pinned files {} · conversation {} · retrieval up to {} · answer up to {}",
+                b.system, b.files, b.history, b.retrieval, b.answer
+            );
+            out.status(&match (b.capacity, b.free()) {
+                (Some(capacity), Some(free)) => format!("context {capacity} tokens: {spent} · free {free}"),
+                _ => format!("tokens (estimated; the server's context is its own): {spent}"),
+            })?;
         }
         "retrieval" => {
             let on = match arg {
@@ -276,10 +293,10 @@ fn command_result(
         "model" => match arg {
             Some(spec) => return Ok(Some(Outcome::SwitchModel(spec.to_owned()))),
             None => out.status(&format!(
-                "{} ({}), context {} tokens; /model NAME switches (hearth models list shows the known ones)",
-                model.spec,
-                model.path.display(),
-                model.context
+                "{} ({}), {}; /model NAME switches (hearth models list shows the known ones)",
+                model.name,
+                model.place,
+                model.context_line()
             ))?,
         },
         "exit" | "quit" => return Ok(Some(Outcome::Exit)),
