@@ -26,7 +26,7 @@ const EDIT_RETRIEVAL_BUDGET: usize = 512;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FormatArg {
-    /// Whole files when the files are small (up to 400 tokens together), else SEARCH/REPLACE blocks.
+    /// Whole files when the files are small (up to 1,000 tokens together), else SEARCH/REPLACE blocks.
     Auto,
     /// SEARCH/REPLACE blocks.
     Diff,
@@ -79,9 +79,12 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     session.threads.apply()?;
     let interrupt = Interrupt::install()?;
     let (project, _) = Project::index(&root, &mut Bars::default())?;
+    let defaults = ChatSettings::default();
     let mut settings = session.settings_over(ChatSettings {
         retrieval_budget: EDIT_RETRIEVAL_BUDGET,
-        ..ChatSettings::default()
+        // A whole-file answer rewrites the files (the estimate of their tokens can be low by a quarter).
+        max_answer_tokens: defaults.max_answer_tokens.max(tokens + tokens / 2 + 256),
+        ..defaults
     })?;
     settings.system = match &settings.system {
         system if system.as_str() == ChatSettings::default().system => format.system_prompt().to_owned(),

@@ -1,10 +1,12 @@
 //! The files an edit may touch: only text files inside the project root, read whole, with their line ends
 //! remembered so that a written file keeps them.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use crate::retrieval::chunk::outline;
 use crate::retrieval::{Lang, MAX_FILE_BYTES};
 
 /// Why a file cannot be edited.
@@ -170,6 +172,29 @@ pub fn syntax_errors(path: &str, text: &str) -> Option<Vec<usize>> {
     Some(lines)
 }
 
+/// Definitions of `before` (functions, classes, methods… as retrieval's outline finds them) that `after` has fewer
+/// of, by name, for languages tree-sitter knows. A whole-file answer that stops early, or skips a class it was not
+/// asked to touch, shows up here.
+pub fn lost_definitions(path: &str, before: &str, after: &str) -> Vec<String> {
+    let Some(lang) = Lang::of_path(Path::new(path)) else {
+        return Vec::new();
+    };
+    let mut parser = tree_sitter::Parser::new();
+    let mut counts = |text: &str| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for def in outline(Some(lang), text, &mut parser).defs {
+            *counts.entry(def.name).or_default() += 1;
+        }
+        counts
+    };
+    let (before, after) = (counts(before), counts(after));
+    before
+        .into_iter()
+        .filter(|(name, n)| after.get(name).copied().unwrap_or(0) < *n)
+        .map(|(name, _)| name)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +246,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn definitions_left_out_of_a_new_text_are_named() {
+        let before = "class A:\n    def __init__(self):\n        pass\n\n\nclass B:\n    def __init__(self):\n        pass\n";
+        let renamed = before.replace("class A", "class C");
+        assert_eq!(lost_definitions("m.py", before, &renamed), ["A"]);
+        let cut = &before[..before.find("class B").unwrap()];
+        assert_eq!(lost_definitions("m.py", before, cut), ["B", "__init__"]);
+        assert!(lost_definitions("m.py", before, &format!("{before}def extra():\n    pass\n")).is_empty());
+        assert!(lost_definitions("notes.txt", before, "").is_empty());
     }
 
     #[test]
