@@ -1,3 +1,8 @@
 //! hearth-trainer: LoRA adapters trained on a frozen, quantized base model, exported as llama.cpp-compatible GGUF.
 //!
-//! Nothing is implemented yet: training arrives with the trainer issue, on top of the runtime's models.
+//! Built so far: the backward passes of every operation of a transformer block ([`ops`]) and the LoRA path
+//! ([`ops::lora`]), each checked against finite differences. The training loop, data, optimizer, checkpoints and
+//! export arrive on top of them.
+
+pub mod ops;
+pub mod rng;

@@ -48,7 +48,7 @@ impl From<QuantError> for OpError {
 }
 
 /// Checks a buffer length against the shape.
-pub(crate) fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(), OpError> {
+pub fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(), OpError> {
     if got == expected {
         Ok(())
     } else {

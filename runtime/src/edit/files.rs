@@ -250,7 +250,8 @@ mod tests {
 
     #[test]
     fn definitions_left_out_of_a_new_text_are_named() {
-        let before = "class A:\n    def __init__(self):\n        pass\n\n\nclass B:\n    def __init__(self):\n        pass\n";
+        let before =
+            "class A:\n    def __init__(self):\n        pass\n\n\nclass B:\n    def __init__(self):\n        pass\n";
         let renamed = before.replace("class A", "class C");
         assert_eq!(lost_definitions("m.py", before, &renamed), ["A"]);
         let cut = &before[..before.find("class B").unwrap()];
