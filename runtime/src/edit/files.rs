@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::retrieval::chunk::outline;
+use crate::retrieval::chunk::{Def, outline};
 use crate::retrieval::{Lang, MAX_FILE_BYTES};
 
 /// Why a file cannot be edited.
@@ -172,17 +172,22 @@ pub fn syntax_errors(path: &str, text: &str) -> Option<Vec<usize>> {
     Some(lines)
 }
 
-/// Definitions of `before` (functions, classes, methods… as retrieval's outline finds them) that `after` has fewer
-/// of, by name, for languages tree-sitter knows. A whole-file answer that stops early, or skips a class it was not
-/// asked to touch, shows up here.
+/// The definitions (functions, classes, methods… as retrieval's outline finds them) of `text`, for languages
+/// tree-sitter knows.
+fn definitions(path: &str, text: &str) -> Option<Vec<Def>> {
+    let lang = Lang::of_path(Path::new(path))?;
+    Some(outline(Some(lang), text, &mut tree_sitter::Parser::new()).defs)
+}
+
+/// Definitions of `before` that `after` has fewer of, by name, for languages tree-sitter knows. A whole-file answer
+/// that stops early, or skips a class it was not asked to touch, shows up here.
 pub fn lost_definitions(path: &str, before: &str, after: &str) -> Vec<String> {
-    let Some(lang) = Lang::of_path(Path::new(path)) else {
+    let (Some(before), Some(after)) = (definitions(path, before), definitions(path, after)) else {
         return Vec::new();
     };
-    let mut parser = tree_sitter::Parser::new();
-    let mut counts = |text: &str| {
+    let counts = |defs: Vec<Def>| {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for def in outline(Some(lang), text, &mut parser).defs {
+        for def in defs {
             *counts.entry(def.name).or_default() += 1;
         }
         counts
@@ -193,6 +198,54 @@ pub fn lost_definitions(path: &str, before: &str, after: &str) -> Vec<String> {
         .filter(|(name, n)| after.get(name).copied().unwrap_or(0) < *n)
         .map(|(name, _)| name)
         .collect()
+}
+
+/// `after` with the tail of `before` it left out put back: small models writing a whole file often stop after the
+/// part they changed. The tail starts at the first top-level (unindented) definition of `before` that `after` lacks
+/// and runs to the end of the file, with the blank lines before it. None unless that restores every definition
+/// `after` lost without repeating a top-level definition `after` has.
+pub fn restore_lost_tail(path: &str, before: &str, after: &str) -> Option<String> {
+    let lost = lost_definitions(path, before, after);
+    let lines: Vec<&str> = before.lines().collect();
+    let top_level = |def: &Def| {
+        let line = lines.get(def.line as usize - 1).copied().unwrap_or_default();
+        !line.starts_with(char::is_whitespace)
+    };
+    let before_defs = definitions(path, before)?;
+    let start = before_defs
+        .iter()
+        .find(|d| top_level(d) && lost.contains(&d.name))?
+        .line as usize
+        - 1;
+    let after_top: Vec<String> = definitions(path, after)?
+        .into_iter()
+        .filter(|d| {
+            !after
+                .lines()
+                .nth(d.line as usize - 1)
+                .unwrap_or_default()
+                .starts_with(char::is_whitespace)
+        })
+        .map(|d| d.name)
+        .collect();
+    let tail_repeats = before_defs
+        .iter()
+        .any(|d| d.line as usize > start && top_level(d) && after_top.contains(&d.name));
+    if tail_repeats {
+        return None;
+    }
+    // The tail keeps the blank lines that separated it from what came before.
+    let from = lines[..start]
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    let mut restored = after.trim_end().to_owned();
+    restored.push('\n');
+    for line in &lines[from..] {
+        restored.push_str(line);
+        restored.push('\n');
+    }
+    lost_definitions(path, before, &restored).is_empty().then_some(restored)
 }
 
 #[cfg(test)]
@@ -258,6 +311,26 @@ mod tests {
         assert_eq!(lost_definitions("m.py", before, cut), ["B", "__init__"]);
         assert!(lost_definitions("m.py", before, &format!("{before}def extra():\n    pass\n")).is_empty());
         assert!(lost_definitions("notes.txt", before, "").is_empty());
+    }
+
+    #[test]
+    fn a_whole_file_that_stops_early_gets_its_tail_back() {
+        let before = "import os\n\n\nclass A:\n    def get(self):\n        return 1\n\n\nclass B:\n    def get(self):\n        return 2\n\n\ndef helper():\n    return 3\n";
+        // The answer changed A (adding a method) and stopped.
+        let answer =
+            "import os\n\n\nclass A:\n    def get(self):\n        return 10\n\n    def put(self):\n        pass\n";
+        let restored = restore_lost_tail("m.py", before, answer).unwrap();
+        assert_eq!(
+            restored,
+            format!("{answer}\n\nclass B:\n    def get(self):\n        return 2\n\n\ndef helper():\n    return 3\n")
+        );
+        // Nothing lost, a lost middle, or a tail the answer also has: no repair.
+        assert_eq!(restore_lost_tail("m.py", before, before), None);
+        let middle_lost = before.replace("class B:\n    def get(self):\n        return 2\n", "");
+        assert_eq!(restore_lost_tail("m.py", before, &middle_lost), None);
+        let moved = "import os\n\n\ndef helper():\n    return 3\n\n\nclass A:\n    def get(self):\n        return 1\n";
+        assert_eq!(restore_lost_tail("m.py", before, moved), None);
+        assert_eq!(restore_lost_tail("notes.txt", before, "x"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::chat::{Chat, ChatError, TurnStats};
 use crate::generate::FinishReason;
 use apply::Strategy;
 use blocks::{ParseError, parse_replacements, parse_whole_files};
-pub use files::{FileError, TextFile, lost_definitions, syntax_errors};
+pub use files::{FileError, TextFile, lost_definitions, restore_lost_tail, syntax_errors};
 pub use journal::{JournalError, Undone, undo};
 
 /// Most answers per edit: the first and two retries with feedback.
@@ -318,10 +318,20 @@ impl<'c, 'b> Editor<'c, 'b> {
                                         block.path
                                     ));
                                 }
-                                // Definitions may go only when the instruction names them.
-                                let lost: Vec<String> = lost_definitions(&block.path, &entry.file.text, &block.text)
+                                // Definitions may go only when the instruction names them. A file that stops after
+                                // the changed part, losing only definitions the instruction does not name, gets the
+                                // rest of the original back.
+                                let named = |name: &String| instruction.contains(name.as_str());
+                                let lost = lost_definitions(&block.path, &entry.file.text, &block.text);
+                                let restored = if lost.iter().any(named) {
+                                    None
+                                } else {
+                                    restore_lost_tail(&block.path, &entry.file.text, &block.text)
+                                };
+                                let text = restored.unwrap_or(block.text);
+                                let lost: Vec<String> = lost_definitions(&block.path, &entry.file.text, &text)
                                     .into_iter()
-                                    .filter(|name| !instruction.contains(name.as_str()))
+                                    .filter(|name| !named(name))
                                     .map(|name| format!("`{name}`"))
                                     .collect();
                                 if !lost.is_empty() {
@@ -332,7 +342,7 @@ impl<'c, 'b> Editor<'c, 'b> {
                                         lost.join(", ")
                                     ));
                                 }
-                                entry.text = block.text;
+                                entry.text = text;
                             }
                             Err(e) => problems.push(format!("{}: {e}", block.path)),
                         }
