@@ -4,5 +4,6 @@
 //! ([`ops::lora`]), each checked against finite differences. The training loop, data, optimizer, checkpoints and
 //! export arrive on top of them.
 
+pub mod block;
 pub mod ops;
 pub mod rng;

@@ -58,23 +58,41 @@ pub enum ModelError {
     Op(#[from] OpError),
 }
 
-struct Layer<'a> {
-    attn_norm: Vec<f32>,
-    wq: Weights<'a>,
-    wk: Weights<'a>,
-    wv: Weights<'a>,
-    wo: Weights<'a>,
-    q_bias: Option<Vec<f32>>,
-    k_bias: Option<Vec<f32>>,
-    v_bias: Option<Vec<f32>>,
-    q_norm: Option<Vec<f32>>,
-    k_norm: Option<Vec<f32>>,
-    post_attn_norm: Option<Vec<f32>>,
-    ffn_norm: Vec<f32>,
-    gate: Weights<'a>,
-    up: Weights<'a>,
-    down: Weights<'a>,
-    post_ffn_norm: Option<Vec<f32>>,
+/// The weights of one transformer block. Matrices are borrowed from the file; norms and biases are decoded to f32.
+#[derive(Debug)]
+pub struct Layer<'a> {
+    /// RMSNorm before attention, `[dim]`.
+    pub attn_norm: Vec<f32>,
+    /// Query projection, `[q_dim, dim]`.
+    pub wq: Weights<'a>,
+    /// Key projection, `[kv_dim, dim]`.
+    pub wk: Weights<'a>,
+    /// Value projection, `[kv_dim, dim]`.
+    pub wv: Weights<'a>,
+    /// Attention output projection, `[dim, q_dim]`.
+    pub wo: Weights<'a>,
+    /// Query bias (Qwen2), `[q_dim]`.
+    pub q_bias: Option<Vec<f32>>,
+    /// Key bias (Qwen2), `[kv_dim]`.
+    pub k_bias: Option<Vec<f32>>,
+    /// Value bias (Qwen2), `[kv_dim]`.
+    pub v_bias: Option<Vec<f32>>,
+    /// Per-head RMSNorm of queries (Gemma 3), `[head_dim]`.
+    pub q_norm: Option<Vec<f32>>,
+    /// Per-head RMSNorm of keys (Gemma 3), `[head_dim]`.
+    pub k_norm: Option<Vec<f32>>,
+    /// RMSNorm of the attention output before the residual (Gemma 3), `[dim]`.
+    pub post_attn_norm: Option<Vec<f32>>,
+    /// RMSNorm before the feed-forward network, `[dim]`.
+    pub ffn_norm: Vec<f32>,
+    /// Gate projection, `[ff_dim, dim]`.
+    pub gate: Weights<'a>,
+    /// Up projection, `[ff_dim, dim]`.
+    pub up: Weights<'a>,
+    /// Down projection, `[dim, ff_dim]`.
+    pub down: Weights<'a>,
+    /// RMSNorm of the feed-forward output before the residual (Gemma 3), `[dim]`.
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 /// A model ready to run: configuration plus weights borrowed from its file.
@@ -257,6 +275,26 @@ impl<'a> Model<'a> {
     /// The model's configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The token embedding table, `[vocab, dim]` (Gemma 3 scales looked-up rows by `sqrt(dim)`).
+    pub fn embedding(&self) -> &Weights<'a> {
+        &self.embed
+    }
+
+    /// The transformer blocks, first to last.
+    pub fn layers(&self) -> &[Layer<'a>] {
+        &self.layers
+    }
+
+    /// The RMSNorm weights before the output head, `[dim]`.
+    pub fn output_norm(&self) -> &[f32] {
+        &self.out_norm
+    }
+
+    /// The output head, `[vocab, dim]` (the embedding table itself when the file ties them).
+    pub fn output(&self) -> &Weights<'a> {
+        &self.output
     }
 
     /// Vocabulary size (rows of the embedding table).

@@ -1,7 +1,8 @@
 //! Backward passes of the gated activations: SwiGLU (`silu(gate) · up`) and GeGLU (`gelu(gate) · up`).
 //!
-//! The kernel's GeGLU forward rounds through f16 as ggml does; its gradient here is that of the smooth tanh-GELU it
-//! approximates (the rounding is a step function whose own derivative is zero almost everywhere and says nothing).
+//! The kernel's GeGLU forward rounds through f16 as ggml does: a step function whose own derivative is zero almost
+//! everywhere. Training runs [`geglu_smooth`], the tanh-GELU that rounding approximates (they differ by f16 rounding,
+//! a relative 2⁻¹¹), so the loss the optimizer follows is the one its gradient describes.
 
 use hearth_kernel::ops::act::gelu_tanh;
 
@@ -61,7 +62,16 @@ fn gelu_with_slope(x: f32) -> (f32, f32) {
     (gelu_tanh(x), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
 }
 
-/// GeGLU backward.
+/// GeGLU forward in float: `gate[i] = gelu(gate[i]) · up[i]`, with the kernel's cut-offs but no f16 rounding.
+pub fn geglu_smooth(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
+    expect_len("GeGLU input", up.len(), gate.len())?;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gelu_with_slope(*g).0 * u;
+    }
+    Ok(())
+}
+
+/// GeGLU backward (of [`geglu_smooth`]).
 pub fn geglu_backward(
     gate: &[f32],
     up: &[f32],

@@ -19,6 +19,6 @@ pub mod norm;
 pub mod rope;
 
 #[cfg(test)]
-mod check;
+pub(crate) mod check;
 
 pub use hearth_kernel::ops::{OpError, expect_len};

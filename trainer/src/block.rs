@@ -1,0 +1,668 @@
+//! One transformer block for training: the runtime's block (same weights, same kernel ops, positions `0..n_tokens`
+//! of one sequence) with LoRA adapters on its projections, a forward that can keep what the backward needs, and the
+//! backward itself.
+//!
+//! Forward, as the runtime computes it (optional pieces in brackets):
+//! ```text
+//! h1 = norm(x)                      q, k, v = h1·Wᵀ (+ LoRA) [+ bias]   [q, k = head_norm(q, k)]   q, k = rope(q, k)
+//! a = attention(q, k, v)            o = a·Woᵀ (+ LoRA) [post_norm]      m = x + o
+//! h2 = norm(m)                      g, u = h2·Wᵀ (+ LoRA)               f = act(g)·u
+//! d = f·Wdᵀ (+ LoRA) [post_norm]    y = m + d
+//! ```
+//! and the backward walks it in reverse. Gradient checkpointing keeps only each block's input `x` and reruns
+//! [`Block::forward`] with saving on just before the block's backward.
+
+use hearth_kernel::ops::attention::AttentionParams;
+use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::ops::{act, norm};
+use hearth_kernel::simd::Isa;
+use hearth_runtime::model::{Arch, Config, Layer, LayerAttention};
+
+use crate::ops::act::{geglu_backward, geglu_smooth, swiglu_backward};
+use crate::ops::attention::{attention_backward, attention_forward};
+use crate::ops::linear::frozen_linear_backward;
+use crate::ops::lora::Lora;
+use crate::ops::norm::rms_norm_backward;
+use crate::ops::rope::rope_backward;
+use crate::ops::{OpError, expect_len};
+
+/// A projection a LoRA adapter can target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Queries.
+    Q,
+    /// Keys.
+    K,
+    /// Values.
+    V,
+    /// Attention output.
+    O,
+    /// Feed-forward gate.
+    Gate,
+    /// Feed-forward up.
+    Up,
+    /// Feed-forward down.
+    Down,
+}
+
+impl Target {
+    /// Every target, in this order everywhere (adapter arrays are indexed by it).
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// Its name on the command line (`--targets q,k,v,o,gate,up,down`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q",
+            Target::K => "k",
+            Target::V => "v",
+            Target::O => "o",
+            Target::Gate => "gate",
+            Target::Up => "up",
+            Target::Down => "down",
+        }
+    }
+
+    /// The base tensor it adapts, as GGUF names it within a block (`blk.N.<this>.weight`).
+    pub fn tensor(self) -> &'static str {
+        match self {
+            Target::Q => "attn_q",
+            Target::K => "attn_k",
+            Target::V => "attn_v",
+            Target::O => "attn_output",
+            Target::Gate => "ffn_gate",
+            Target::Up => "ffn_up",
+            Target::Down => "ffn_down",
+        }
+    }
+
+    /// The layer's weights it adapts.
+    pub fn weights<'l, 'a>(self, layer: &'l Layer<'a>) -> &'l Weights<'a> {
+        match self {
+            Target::Q => &layer.wq,
+            Target::K => &layer.wk,
+            Target::V => &layer.wv,
+            Target::O => &layer.wo,
+            Target::Gate => &layer.gate,
+            Target::Up => &layer.up,
+            Target::Down => &layer.down,
+        }
+    }
+}
+
+/// The adapters of one block, indexed by [`Target`] (a target without one has `None`). The same shape holds their
+/// gradients.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BlockAdapters(pub [Option<Lora>; 7]);
+
+impl BlockAdapters {
+    /// The adapter on `target`.
+    pub fn get(&self, target: Target) -> Option<&Lora> {
+        self.0[target as usize].as_ref()
+    }
+
+    /// Zeros shaped like these adapters (a gradient accumulator).
+    pub fn zeros_like(&self) -> Self {
+        BlockAdapters(
+            self.0
+                .each_ref()
+                .map(|l| l.as_ref().map(|l| Lora::zeros(l.n_in, l.n_out, l.rank))),
+        )
+    }
+}
+
+/// The activations [`Block::backward`] needs, as [`Block::forward`] saw them.
+#[derive(Debug)]
+pub struct Saved {
+    h1: Vec<f32>,
+    /// Queries and keys before the head norms (Gemma 3 only).
+    q_raw: Option<Vec<f32>>,
+    k_raw: Option<Vec<f32>>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    probs: Vec<f32>,
+    attn: Vec<f32>,
+    /// The attention output before its post-norm (Gemma 3 only).
+    o_raw: Option<Vec<f32>>,
+    mid: Vec<f32>,
+    h2: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Vec<f32>,
+    /// The feed-forward output before its post-norm (Gemma 3 only).
+    down_raw: Option<Vec<f32>>,
+    /// Each adapter's `x·Aᵀ`.
+    lora: [Option<Vec<f32>>; 7],
+}
+
+/// A block of a model, ready to train adapters on.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'l, 'a> {
+    /// Its weights.
+    pub layer: &'l Layer<'a>,
+    /// The model's shapes.
+    pub config: &'l Config,
+    /// Its attention settings.
+    pub attention: &'l LayerAttention,
+}
+
+fn zeros(n: usize) -> Vec<f32> {
+    vec![0.0; n]
+}
+
+fn norm_backward(x: &[f32], weight: &[f32], eps: f32, d_out: &[f32]) -> Result<Vec<f32>, OpError> {
+    let mut dx = zeros(x.len());
+    rms_norm_backward(x, weight, eps, d_out, &mut dx)?;
+    Ok(dx)
+}
+
+impl Block<'_, '_> {
+    fn attention_params(&self) -> AttentionParams {
+        let c = self.config;
+        AttentionParams {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attn_scale,
+            window: self.attention.window,
+            softcap: None,
+        }
+    }
+
+    /// RoPE angles of every position `0..n_tokens`, `[n_tokens, n_rot]`.
+    fn angles(&self, n_tokens: usize) -> Result<Vec<f32>, OpError> {
+        let n_rot = self.attention.rope.n_rot;
+        let mut table = zeros(n_tokens * n_rot);
+        for (pos, row) in table.chunks_exact_mut(n_rot.max(1)).enumerate() {
+            self.attention.rope.angles(pos, row)?;
+        }
+        Ok(table)
+    }
+
+    /// Runs the block on `x: [n_tokens, dim]` (positions `0..n_tokens`), returning its output and, when `save`, what
+    /// the backward needs.
+    pub fn forward(
+        &self,
+        isa: Isa,
+        adapters: &BlockAdapters,
+        scale: f32,
+        x: &[f32],
+        save: bool,
+        scratch: &mut MatmulScratch,
+    ) -> Result<(Vec<f32>, Option<Saved>), OpError> {
+        let (c, layer) = (self.config, self.layer);
+        let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
+        if dim == 0 || !x.len().is_multiple_of(dim) {
+            return Err(OpError::Shape {
+                what: "block input",
+                expected: dim,
+                got: x.len(),
+            });
+        }
+        let n = x.len() / dim;
+        let mut lora: [Option<Vec<f32>>; 7] = Default::default();
+        // `out = input·Wᵀ + scale·LoRA(input)` through `target`, keeping the adapter's `input·Aᵀ`.
+        let mut run = |target: Target, input: &[f32], out: &mut [f32]| -> Result<(), OpError> {
+            matmul(isa, target.weights(layer), input, out, scratch)?;
+            lora[target as usize] = adapters.get(target).map(|l| l.forward(scale, input, out)).transpose()?;
+            Ok(())
+        };
+
+        let mut h1 = zeros(n * dim);
+        norm::rms_norm_into(x, &layer.attn_norm, c.eps, &mut h1)?;
+        let (mut q, mut k, mut v) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
+        run(Target::Q, &h1, &mut q)?;
+        run(Target::K, &h1, &mut k)?;
+        run(Target::V, &h1, &mut v)?;
+        for (buf, bias) in [
+            (&mut q, &layer.q_bias),
+            (&mut k, &layer.k_bias),
+            (&mut v, &layer.v_bias),
+        ] {
+            if let Some(bias) = bias {
+                for row in buf.chunks_exact_mut(bias.len()) {
+                    act::add_assign(row, bias)?;
+                }
+            }
+        }
+        let (mut q_raw, mut k_raw) = (None, None);
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q_raw = Some(q.clone());
+            k_raw = Some(k.clone());
+            norm::rms_norm(&mut q, qn, c.eps)?;
+            norm::rms_norm(&mut k, kn, c.eps)?;
+        }
+        let rope = &self.attention.rope;
+        let angles = self.angles(n)?;
+        for (t, table) in angles.chunks_exact(rope.n_rot.max(1)).enumerate().take(n) {
+            rope.apply(&mut q[t * q_dim..][..q_dim], hd, table)?;
+            rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, table)?;
+        }
+        let mut attn = zeros(n * q_dim);
+        let probs = attention_forward(&self.attention_params(), &q, &k, &v, &mut attn)?;
+        let mut o = zeros(n * dim);
+        run(Target::O, &attn, &mut o)?;
+        let o_raw = match &layer.post_attn_norm {
+            Some(post) => {
+                let raw = o.clone();
+                norm::rms_norm(&mut o, post, c.eps)?;
+                Some(raw)
+            }
+            None => None,
+        };
+        let mut mid = x.to_vec();
+        act::add_assign(&mut mid, &o)?;
+
+        let mut h2 = zeros(n * dim);
+        norm::rms_norm_into(&mid, &layer.ffn_norm, c.eps, &mut h2)?;
+        let (mut gate, mut up) = (zeros(n * c.ff_dim), zeros(n * c.ff_dim));
+        run(Target::Gate, &h2, &mut gate)?;
+        run(Target::Up, &h2, &mut up)?;
+        let mut activated = gate.clone();
+        if c.arch == Arch::Gemma3 {
+            geglu_smooth(&mut activated, &up)?;
+        } else {
+            act::swiglu(&mut activated, &up)?;
+        }
+        let mut down = zeros(n * dim);
+        run(Target::Down, &activated, &mut down)?;
+        let down_raw = match &layer.post_ffn_norm {
+            Some(post) => {
+                let raw = down.clone();
+                norm::rms_norm(&mut down, post, c.eps)?;
+                Some(raw)
+            }
+            None => None,
+        };
+        let mut y = mid.clone();
+        act::add_assign(&mut y, &down)?;
+        let saved = save.then_some(Saved {
+            h1,
+            q_raw,
+            k_raw,
+            q,
+            k,
+            v,
+            probs,
+            attn,
+            o_raw,
+            mid,
+            h2,
+            gate,
+            up,
+            act: activated,
+            down_raw,
+            lora,
+        });
+        Ok((y, saved))
+    }
+
+    /// The gradient with respect to the block's input `x`, from `d_out` (the output's), adding the adapters'
+    /// gradients to `grads`. `saved` comes from [`Block::forward`] on the same `x`.
+    pub fn backward(
+        &self,
+        adapters: &BlockAdapters,
+        scale: f32,
+        x: &[f32],
+        saved: &Saved,
+        d_out: &[f32],
+        grads: &mut BlockAdapters,
+    ) -> Result<Vec<f32>, OpError> {
+        let (c, layer) = (self.config, self.layer);
+        let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
+        expect_len("block output gradient", d_out.len(), x.len())?;
+        let n = x.len() / dim;
+        // Adds the gradient through `target`'s weights and adapter (whose input was `input`) to `dx`.
+        let mut through = |target: Target, input: &[f32], d: &[f32], dx: &mut [f32]| -> Result<(), OpError> {
+            frozen_linear_backward(target.weights(layer), d, dx)?;
+            let i = target as usize;
+            if let (Some(lora), Some(grad), Some(ax)) = (&adapters.0[i], &mut grads.0[i], &saved.lora[i]) {
+                lora.backward(scale, input, ax, d, grad, dx)?;
+            }
+            Ok(())
+        };
+
+        // Feed-forward branch.
+        let d_down = match (&layer.post_ffn_norm, &saved.down_raw) {
+            (Some(post), Some(raw)) => norm_backward(raw, post, c.eps, d_out)?,
+            _ => d_out.to_vec(),
+        };
+        let mut d_act = zeros(n * c.ff_dim);
+        through(Target::Down, &saved.act, &d_down, &mut d_act)?;
+        let (mut d_gate, mut d_up) = (zeros(d_act.len()), zeros(d_act.len()));
+        if c.arch == Arch::Gemma3 {
+            geglu_backward(&saved.gate, &saved.up, &d_act, &mut d_gate, &mut d_up)?;
+        } else {
+            swiglu_backward(&saved.gate, &saved.up, &d_act, &mut d_gate, &mut d_up)?;
+        }
+        let mut d_h2 = zeros(n * dim);
+        through(Target::Gate, &saved.h2, &d_gate, &mut d_h2)?;
+        through(Target::Up, &saved.h2, &d_up, &mut d_h2)?;
+        let mut d_mid = norm_backward(&saved.mid, &layer.ffn_norm, c.eps, &d_h2)?;
+        act::add_assign(&mut d_mid, d_out)?;
+
+        // Attention branch.
+        let d_o = match (&layer.post_attn_norm, &saved.o_raw) {
+            (Some(post), Some(raw)) => norm_backward(raw, post, c.eps, &d_mid)?,
+            _ => d_mid.clone(),
+        };
+        let mut d_attn = zeros(n * q_dim);
+        through(Target::O, &saved.attn, &d_o, &mut d_attn)?;
+        let (mut dq, mut dk, mut dv) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
+        let params = self.attention_params();
+        attention_backward(
+            &params,
+            &saved.q,
+            &saved.k,
+            &saved.v,
+            &saved.probs,
+            &d_attn,
+            &mut dq,
+            &mut dk,
+            &mut dv,
+        )?;
+        let rope = &self.attention.rope;
+        let angles = self.angles(n)?;
+        for (t, table) in angles.chunks_exact(rope.n_rot.max(1)).enumerate().take(n) {
+            rope_backward(rope, &mut dq[t * q_dim..][..q_dim], hd, table)?;
+            rope_backward(rope, &mut dk[t * kv_dim..][..kv_dim], hd, table)?;
+        }
+        if let (Some(qn), Some(kn), Some(q_raw), Some(k_raw)) =
+            (&layer.q_norm, &layer.k_norm, &saved.q_raw, &saved.k_raw)
+        {
+            dq = norm_backward(q_raw, qn, c.eps, &dq)?;
+            dk = norm_backward(k_raw, kn, c.eps, &dk)?;
+        }
+        let mut d_h1 = zeros(n * dim);
+        through(Target::Q, &saved.h1, &dq, &mut d_h1)?;
+        through(Target::K, &saved.h1, &dk, &mut d_h1)?;
+        through(Target::V, &saved.h1, &dv, &mut d_h1)?;
+        let mut dx = norm_backward(x, &layer.attn_norm, c.eps, &d_h1)?;
+        act::add_assign(&mut dx, &d_mid)?;
+        Ok(dx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::{Quantized, Rng, assert_gradient_every, project as projected};
+    use hearth_kernel::GgmlType;
+    use hearth_kernel::ops::rope::{Rope, RopeStyle};
+
+    /// Shapes of a small block.
+    struct Shape {
+        dim: usize,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        ff_dim: usize,
+    }
+
+    /// How a test block stores its weights.
+    #[derive(Clone, Copy)]
+    enum Storage {
+        /// Quantized to this type.
+        Quantized(GgmlType),
+        /// Quantized to this type, then dequantized into F32 weights (the same values, computed in float).
+        Dequantized(GgmlType),
+    }
+
+    /// Runs `check(block, adapters)` on a block of random weights shaped like `arch`'s (the same `seed` draws the same
+    /// values whatever the storage).
+    fn with_block<R>(
+        arch: Arch,
+        storage: Storage,
+        s: &Shape,
+        seed: u64,
+        check: impl FnOnce(&Block<'_, '_>, &BlockAdapters) -> R,
+    ) -> R {
+        let mut rng = Rng(seed);
+        let (q_dim, kv_dim) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
+        let shapes = [
+            (s.dim, q_dim),
+            (s.dim, kv_dim),
+            (s.dim, kv_dim),
+            (q_dim, s.dim),
+            (s.dim, s.ff_dim),
+            (s.dim, s.ff_dim),
+            (s.ff_dim, s.dim),
+        ];
+        let dtype = match storage {
+            Storage::Quantized(dtype) => dtype,
+            Storage::Dequantized(_) => GgmlType::F32,
+        };
+        let encoded: Vec<Quantized> = shapes
+            .iter()
+            .map(|&(n_in, n_out)| {
+                let values = rng.vec(n_in * n_out, 1.0 / (n_in as f32).sqrt());
+                match storage {
+                    Storage::Quantized(dtype) => Quantized::new(dtype, &values),
+                    Storage::Dequantized(dtype) => {
+                        let mut float = vec![0.0; values.len()];
+                        hearth_kernel::quant::dequantize(dtype, Quantized::new(dtype, &values).bytes(), &mut float)
+                            .unwrap();
+                        Quantized::new(GgmlType::F32, &float)
+                    }
+                }
+            })
+            .collect();
+        let w = |i: usize| Weights::new(dtype, shapes[i].0, shapes[i].1, encoded[i].bytes()).unwrap();
+        let mut norm = |n: usize| -> Vec<f32> { rng.vec(n, 0.3).iter().map(|v| 1.0 + v).collect() };
+        let gemma = arch == Arch::Gemma3;
+        let qwen = arch == Arch::Qwen2;
+        let layer = Layer {
+            attn_norm: norm(s.dim),
+            wq: w(0),
+            wk: w(1),
+            wv: w(2),
+            wo: w(3),
+            q_bias: qwen.then(|| norm(q_dim)),
+            k_bias: qwen.then(|| norm(kv_dim)),
+            v_bias: qwen.then(|| norm(kv_dim)),
+            q_norm: gemma.then(|| norm(s.head_dim)),
+            k_norm: gemma.then(|| norm(s.head_dim)),
+            post_attn_norm: gemma.then(|| norm(s.dim)),
+            ffn_norm: norm(s.dim),
+            gate: w(4),
+            up: w(5),
+            down: w(6),
+            post_ffn_norm: gemma.then(|| norm(s.dim)),
+        };
+        let attention = LayerAttention {
+            rope: Rope {
+                n_rot: s.head_dim,
+                base: 10000.0,
+                freq_scale: 1.0,
+                style: if arch == Arch::Llama {
+                    RopeStyle::Normal
+                } else {
+                    RopeStyle::NeoX
+                },
+            },
+            window: gemma.then_some(3),
+        };
+        let config = Config {
+            arch,
+            n_layers: 1,
+            dim: s.dim,
+            n_heads: s.n_heads,
+            n_kv_heads: s.n_kv_heads,
+            head_dim: s.head_dim,
+            ff_dim: s.ff_dim,
+            eps: 1e-6,
+            context_length: 64,
+            attn_scale: 1.0 / (s.head_dim as f32).sqrt(),
+            layers: vec![attention],
+        };
+        // Every target adapted, B random (a fresh B of zeros would leave A without a gradient).
+        let adapters = BlockAdapters(Target::ALL.map(|t| {
+            let w = t.weights(&layer);
+            let mut lora = Lora::new(w.n_in, w.n_out, 2, &mut rng);
+            lora.b = rng.vec(lora.b.len(), 0.3);
+            Some(lora)
+        }));
+        let block = Block {
+            layer: &layer,
+            config: &config,
+            attention: &config.layers[0],
+        };
+        check(&block, &adapters)
+    }
+
+    const SCALE: f32 = 1.5;
+    const N_TOKENS: usize = 5;
+
+    /// A block input and an output gradient (`∂(Σ y·g)/∂y = g`).
+    fn probe(dim: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = Rng(99);
+        (rng.vec(N_TOKENS * dim, 1.0), rng.vec(N_TOKENS * dim, 1.0))
+    }
+
+    /// The analytic gradients of `Σ y·g`: with respect to the input, and the adapters'.
+    fn gradients(block: &Block<'_, '_>, adapters: &BlockAdapters) -> (Vec<f32>, BlockAdapters) {
+        let (x, g) = probe(block.config.dim);
+        let mut scratch = MatmulScratch::default();
+        let (_, saved) = block
+            .forward(Isa::best(), adapters, SCALE, &x, true, &mut scratch)
+            .unwrap();
+        let mut grads = adapters.zeros_like();
+        let dx = block
+            .backward(adapters, SCALE, &x, &saved.unwrap(), &g, &mut grads)
+            .unwrap();
+        (dx, grads)
+    }
+
+    /// Checks the input gradient and every adapter's gradients against finite differences, probing every
+    /// `step`-th element.
+    fn check_gradients(block: &Block<'_, '_>, adapters: &BlockAdapters, step: usize, tol: f64) {
+        let (x, g) = probe(block.config.dim);
+        let (dx, grads) = gradients(block, adapters);
+        let (isa, scale) = (Isa::best(), SCALE);
+        let mut scratch = MatmulScratch::default();
+        let mut loss = |adapters: &BlockAdapters, x: &[f32]| {
+            let (y, _) = block.forward(isa, adapters, scale, x, false, &mut scratch).unwrap();
+            projected(&y, &g)
+        };
+        let arch = block.config.arch;
+        assert_gradient_every(step, &format!("{arch:?} dx"), &x, &dx, 1e-2, tol, |x| loss(adapters, x));
+        for target in Target::ALL {
+            let i = target as usize;
+            let (lora, grad) = (adapters.0[i].as_ref().unwrap(), grads.0[i].as_ref().unwrap());
+            let with = |lora: Lora| {
+                let mut adapters = adapters.clone();
+                adapters.0[i] = Some(lora);
+                adapters
+            };
+            let name = format!("{arch:?} {} A", target.name());
+            assert_gradient_every(step, &name, &lora.a, &grad.a, 1e-2, tol, |a| {
+                loss(
+                    &with(Lora {
+                        a: a.to_vec(),
+                        ..lora.clone()
+                    }),
+                    &x,
+                )
+            });
+            let name = format!("{arch:?} {} B", target.name());
+            assert_gradient_every(step, &name, &lora.b, &grad.b, 1e-2, tol, |b| {
+                loss(
+                    &with(Lora {
+                        b: b.to_vec(),
+                        ..lora.clone()
+                    }),
+                    &x,
+                )
+            });
+        }
+    }
+
+    #[test]
+    fn each_architectures_block_matches_finite_differences_with_float_weights() {
+        let shape = Shape {
+            dim: 16,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 4,
+            ff_dim: 24,
+        };
+        for (seed, arch) in [Arch::Llama, Arch::Qwen2, Arch::Gemma3].into_iter().enumerate() {
+            with_block(
+                arch,
+                Storage::Quantized(GgmlType::F32),
+                &shape,
+                seed as u64,
+                |block, adapters| check_gradients(block, adapters, 1, 3e-3),
+            );
+        }
+    }
+
+    /// Asserts `a ≈ b` within `tol` of `b`'s largest magnitude.
+    fn assert_close(name: &str, a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len(), "{name}: shape");
+        let largest = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(largest > 0.0, "{name}: all zero");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * largest,
+                "{name}[{i}]: {x} vs {y} (largest {largest})"
+            );
+        }
+    }
+
+    /// The kernel's quantized matmul rounds activations to 8 bits, which makes finite differences on a quantized
+    /// block meaningless; instead its gradients must match those of the same weights in float (checked above), within
+    /// what that rounding moves them (up to 2 % of the largest here).
+    #[test]
+    fn quantized_weights_give_the_gradients_of_their_float_values() {
+        for (dtype, shape) in [
+            (
+                GgmlType::Q8_0,
+                Shape {
+                    dim: 32,
+                    n_heads: 4,
+                    n_kv_heads: 2,
+                    head_dim: 8,
+                    ff_dim: 64,
+                },
+            ),
+            (
+                GgmlType::Q4_K,
+                Shape {
+                    dim: 256,
+                    n_heads: 4,
+                    n_kv_heads: 2,
+                    head_dim: 64,
+                    ff_dim: 256,
+                },
+            ),
+            (
+                GgmlType::Q6_K,
+                Shape {
+                    dim: 256,
+                    n_heads: 4,
+                    n_kv_heads: 1,
+                    head_dim: 64,
+                    ff_dim: 256,
+                },
+            ),
+        ] {
+            let (dx, grads) = with_block(Arch::Qwen2, Storage::Quantized(dtype), &shape, 7, gradients);
+            let (float_dx, float_grads) = with_block(Arch::Qwen2, Storage::Dequantized(dtype), &shape, 7, gradients);
+            assert_close(&format!("{dtype:?} dx"), &dx, &float_dx, 5e-2);
+            for target in Target::ALL {
+                let (q, f) = (grads.get(target).unwrap(), float_grads.get(target).unwrap());
+                assert_close(&format!("{dtype:?} {} A", target.name()), &q.a, &f.a, 5e-2);
+                assert_close(&format!("{dtype:?} {} B", target.name()), &q.b, &f.b, 5e-2);
+            }
+        }
+    }
+}
