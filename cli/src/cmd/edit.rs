@@ -82,8 +82,13 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     let defaults = ChatSettings::default();
     let mut settings = session.settings_over(ChatSettings {
         retrieval_budget: EDIT_RETRIEVAL_BUDGET,
-        // A whole-file answer rewrites the files (the estimate of their tokens can be low by a quarter).
-        max_answer_tokens: defaults.max_answer_tokens.max(tokens + tokens / 2 + 256),
+        max_answer_tokens: match format {
+            // A whole-file answer rewrites the files (the estimate of their tokens can be low by a
+            // quarter); SEARCH/REPLACE blocks hold only the changed lines, and a longer budget
+            // would only let a rambling answer crowd a retry out of the context.
+            EditFormat::WholeFile => defaults.max_answer_tokens.max(tokens + tokens / 2 + 256),
+            EditFormat::SearchReplace => defaults.max_answer_tokens,
+        },
         ..defaults
     })?;
     settings.system = match &settings.system {
