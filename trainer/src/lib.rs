@@ -1,9 +1,30 @@
 //! hearth-trainer: LoRA adapters trained on a frozen, quantized base model, exported as llama.cpp-compatible GGUF.
 //!
-//! Built so far: the backward passes of every operation of a transformer block ([`ops`]) and the LoRA path
-//! ([`ops::lora`]), each checked against finite differences. The training loop, data, optimizer, checkpoints and
-//! export arrive on top of them.
+//! - [`ops`]: forward and backward passes of every operation of a transformer block, and the LoRA path, each checked
+//!   against finite differences.
+//! - [`block`]: one block with adapters on its projections, forward and backward.
+//! - [`adapter`]: a whole model's adapter; [`step`]: one example's loss and gradients through the model, with or
+//!   without gradient checkpointing; [`optim`]: AdamW, the learning-rate schedule, clipping.
 
+pub mod adapter;
 pub mod block;
 pub mod ops;
+pub mod optim;
 pub mod rng;
+pub mod step;
+
+use hearth_kernel::ops::OpError;
+
+/// Why a training computation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// An example with no tokens to feed.
+    #[error("a training example has no tokens")]
+    EmptyExample,
+    /// A token id outside the model's vocabulary.
+    #[error("token {0} is outside the model's vocabulary")]
+    BadToken(u32),
+    /// Shapes that do not fit (a bug, or an adapter made for another model).
+    #[error(transparent)]
+    Op(#[from] OpError),
+}

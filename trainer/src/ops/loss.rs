@@ -21,28 +21,27 @@ pub struct Loss {
 }
 
 /// The mean cross-entropy of predicting `targets` from hidden states `h: [n_tokens, n_embd]` through the frozen head
-/// `head: [vocab, n_embd]` (logits `h · headᵀ`); writes `dh`, the gradient of that mean. Tokens whose target is
-/// `None` (prompt tokens, padding) count for nothing and get a zero gradient.
+/// `head: [vocab, n_embd]` (logits `h · headᵀ`); writes `dh`, the gradient of that mean, when given (evaluation
+/// needs only the loss). Tokens whose target is `None` (prompt tokens, padding) count for nothing and get a zero
+/// gradient.
 pub fn cross_entropy(
     isa: Isa,
     head: &Weights<'_>,
     h: &[f32],
     targets: &[Option<u32>],
-    dh: &mut [f32],
+    mut dh: Option<&mut [f32]>,
     scratch: &mut MatmulScratch,
 ) -> Result<Loss, OpError> {
     let (n_embd, vocab) = (head.n_in, head.n_out);
     expect_len("hidden states", h.len(), targets.len() * n_embd)?;
-    expect_len("hidden-state gradient", dh.len(), h.len())?;
+    if let Some(dh) = dh.as_deref_mut() {
+        expect_len("hidden-state gradient", dh.len(), h.len())?;
+        dh.fill(0.0);
+    }
     let counted = targets.iter().flatten().count();
-    dh.fill(0.0);
     let mut logits = vec![0.0f32; CHUNK.min(targets.len()) * vocab];
     let mut total = 0.0f64;
-    for ((h, dh), targets) in h
-        .chunks(CHUNK * n_embd)
-        .zip(dh.chunks_mut(CHUNK * n_embd))
-        .zip(targets.chunks(CHUNK))
-    {
+    for (chunk, (h, targets)) in h.chunks(CHUNK * n_embd).zip(targets.chunks(CHUNK)).enumerate() {
         let logits = &mut logits[..targets.len() * vocab];
         matmul(isa, head, h, logits, scratch)?;
         for (row, target) in logits.chunks_exact_mut(vocab).zip(targets) {
@@ -61,14 +60,18 @@ pub fn cross_entropy(
             let sum: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
             let log_sum = f64::from(max) + sum.ln();
             total += log_sum - f64::from(row[target]);
-            // d(mean)/d(logit) = (softmax − onehot) / counted.
-            let weight = 1.0 / counted as f64;
-            for l in row.iter_mut() {
-                *l = ((f64::from(*l) - log_sum).exp() * weight) as f32;
+            if dh.is_some() {
+                // d(mean)/d(logit) = (softmax − onehot) / counted.
+                let weight = 1.0 / counted as f64;
+                for l in row.iter_mut() {
+                    *l = ((f64::from(*l) - log_sum).exp() * weight) as f32;
+                }
+                row[target] -= weight as f32;
             }
-            row[target] -= weight as f32;
         }
-        frozen_linear_backward(head, logits, dh)?;
+        if let Some(dh) = dh.as_deref_mut() {
+            frozen_linear_backward(head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()])?;
+        }
     }
     Ok(Loss {
         mean: if counted == 0 { 0.0 } else { total / counted as f64 },
@@ -96,7 +99,7 @@ mod tests {
             .collect();
         let mut dh = vec![0.0; h.len()];
         let mut scratch = MatmulScratch::default();
-        let loss = cross_entropy(Isa::Scalar, &head, &h, &targets, &mut dh, &mut scratch).unwrap();
+        let loss = cross_entropy(Isa::Scalar, &head, &h, &targets, Some(&mut dh), &mut scratch).unwrap();
         assert_eq!(loss.tokens, 15);
         // The mean over tokens, recomputed from all logits at once.
         let mut logits = vec![0.0; n_tokens * vocab];
@@ -110,18 +113,10 @@ mod tests {
             / 15.0;
         assert!((loss.mean - expected).abs() < 1e-5, "{} vs {expected}", loss.mean);
         assert!(dh.chunks(n_embd).step_by(5).all(|row| row.iter().all(|&g| g == 0.0)));
-        let mut probe_dh = vec![0.0; h.len()];
         assert_gradient("cross-entropy dh", &h, &dh, 1e-2, 2e-3, |h| {
-            cross_entropy(
-                Isa::Scalar,
-                &head,
-                h,
-                &targets,
-                &mut probe_dh,
-                &mut MatmulScratch::default(),
-            )
-            .unwrap()
-            .mean
+            cross_entropy(Isa::Scalar, &head, h, &targets, None, &mut MatmulScratch::default())
+                .unwrap()
+                .mean
         });
     }
 }
