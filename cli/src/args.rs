@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
-use hearth_runtime::Store;
+use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::Model;
 use hearth_runtime::retrieval::{IndexReport, Project, project_root};
 use hearth_runtime::sampling::SamplerParams;
 use hearth_runtime::store::DEFAULT_MODEL;
+use hearth_runtime::{ModelFile, Store};
 
 use crate::config;
 use crate::progress::Bars;
@@ -38,6 +39,34 @@ impl ModelArg {
 /// The file of a model name or path, pulling a known model into the store first if it is not there yet.
 pub fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
     Ok(Store::from_env()?.resolve(spec, &mut Bars::default())?)
+}
+
+/// LoRA adapters to apply to the model.
+#[derive(Debug, Default, Args)]
+pub struct LoraArg {
+    /// Apply a LoRA adapter (llama.cpp's adapter GGUF, e.g. from `hearth train`), scaled by SCALE [default: 1];
+    /// repeatable, adapters add up.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]")]
+    pub lora: Vec<String>,
+}
+
+impl LoraArg {
+    /// Loads the model in `file` with every adapter attached.
+    pub fn load<'f>(&self, file: &'f ModelFile) -> anyhow::Result<Model<'f>> {
+        let mut model = Model::load(file).context("loading the model")?;
+        for spec in &self.lora {
+            // `FILE:SCALE` when what follows the last colon is a number; otherwise the whole text is the file.
+            let (path, scale) = match spec.rsplit_once(':').map(|(p, s)| (p, s.parse::<f32>())) {
+                Some((path, Ok(scale))) if scale.is_finite() => (path, scale),
+                _ => (spec.as_str(), 1.0),
+            };
+            let adapter = ModelFile::open(path).with_context(|| format!("opening the adapter {path}"))?;
+            LoraAdapter::from_gguf(adapter.gguf(), &model)
+                .and_then(|lora| model.attach_lora(lora, scale))
+                .with_context(|| format!("the adapter {path} does not fit {}", file.path().display()))?;
+        }
+        Ok(model)
+    }
 }
 
 /// How many threads the kernels use.

@@ -13,110 +13,19 @@
 //! [`Block::forward`] with saving on just before the block's backward.
 
 use hearth_kernel::ops::attention::AttentionParams;
-use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::ops::matmul::{MatmulScratch, matmul};
 use hearth_kernel::ops::{act, norm};
 use hearth_kernel::simd::Isa;
-use hearth_runtime::model::{Arch, Config, Layer, LayerAttention};
+use hearth_runtime::lora::LayerLora;
+use hearth_runtime::model::{Arch, Config, Layer, LayerAttention, Projection};
 
 use crate::ops::act::{geglu_backward, geglu_smooth, swiglu_backward};
 use crate::ops::attention::{attention_backward, attention_forward};
 use crate::ops::linear::frozen_linear_backward;
-use crate::ops::lora::Lora;
+use crate::ops::lora::lora_backward;
 use crate::ops::norm::rms_norm_backward;
 use crate::ops::rope::rope_backward;
 use crate::ops::{OpError, expect_len};
-
-/// A projection a LoRA adapter can target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// Queries.
-    Q,
-    /// Keys.
-    K,
-    /// Values.
-    V,
-    /// Attention output.
-    O,
-    /// Feed-forward gate.
-    Gate,
-    /// Feed-forward up.
-    Up,
-    /// Feed-forward down.
-    Down,
-}
-
-impl Target {
-    /// Every target, in this order everywhere (adapter arrays are indexed by it).
-    pub const ALL: [Target; 7] = [
-        Target::Q,
-        Target::K,
-        Target::V,
-        Target::O,
-        Target::Gate,
-        Target::Up,
-        Target::Down,
-    ];
-
-    /// Its name on the command line (`--targets q,k,v,o,gate,up,down`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Q => "q",
-            Target::K => "k",
-            Target::V => "v",
-            Target::O => "o",
-            Target::Gate => "gate",
-            Target::Up => "up",
-            Target::Down => "down",
-        }
-    }
-
-    /// The base tensor it adapts, as GGUF names it within a block (`blk.N.<this>.weight`).
-    pub fn tensor(self) -> &'static str {
-        match self {
-            Target::Q => "attn_q",
-            Target::K => "attn_k",
-            Target::V => "attn_v",
-            Target::O => "attn_output",
-            Target::Gate => "ffn_gate",
-            Target::Up => "ffn_up",
-            Target::Down => "ffn_down",
-        }
-    }
-
-    /// The layer's weights it adapts.
-    pub fn weights<'l, 'a>(self, layer: &'l Layer<'a>) -> &'l Weights<'a> {
-        match self {
-            Target::Q => &layer.wq,
-            Target::K => &layer.wk,
-            Target::V => &layer.wv,
-            Target::O => &layer.wo,
-            Target::Gate => &layer.gate,
-            Target::Up => &layer.up,
-            Target::Down => &layer.down,
-        }
-    }
-}
-
-/// The adapters of one block, indexed by [`Target`] (a target without one has `None`). The same shape holds their
-/// gradients.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BlockAdapters(pub [Option<Lora>; 7]);
-
-impl BlockAdapters {
-    /// The adapter on `target`.
-    pub fn get(&self, target: Target) -> Option<&Lora> {
-        self.0[target as usize].as_ref()
-    }
-
-    /// Zeros shaped like these adapters (a gradient accumulator).
-    pub fn zeros_like(&self) -> Self {
-        BlockAdapters(
-            self.0
-                .each_ref()
-                .map(|l| l.as_ref().map(|l| Lora::zeros(l.n_in, l.n_out, l.rank))),
-        )
-    }
-}
 
 /// The activations [`Block::backward`] needs, as [`Block::forward`] saw them.
 #[derive(Debug)]
@@ -187,13 +96,13 @@ impl Block<'_, '_> {
         Ok(table)
     }
 
-    /// Runs the block on `x: [n_tokens, dim]` (positions `0..n_tokens`), returning its output and, when `save`, what
-    /// the backward needs.
+    /// Runs the block on `x: [n_tokens, dim]` (positions `0..n_tokens`) with `adapters` (each pair's update scaled
+    /// by `alpha / rank`), returning its output and, when `save`, what the backward needs.
     pub fn forward(
         &self,
         isa: Isa,
-        adapters: &BlockAdapters,
-        scale: f32,
+        adapters: &LayerLora,
+        alpha: f32,
         x: &[f32],
         save: bool,
         scratch: &mut MatmulScratch,
@@ -209,19 +118,22 @@ impl Block<'_, '_> {
         }
         let n = x.len() / dim;
         let mut lora: [Option<Vec<f32>>; 7] = Default::default();
-        // `out = input·Wᵀ + scale·LoRA(input)` through `target`, keeping the adapter's `input·Aᵀ`.
-        let mut run = |target: Target, input: &[f32], out: &mut [f32]| -> Result<(), OpError> {
-            matmul(isa, target.weights(layer), input, out, scratch)?;
-            lora[target as usize] = adapters.get(target).map(|l| l.forward(scale, input, out)).transpose()?;
+        // `out = input·Wᵀ + scale·LoRA(input)` through `projection`, keeping the adapter's `input·Aᵀ`.
+        let mut run = |projection: Projection, input: &[f32], out: &mut [f32]| -> Result<(), OpError> {
+            matmul(isa, projection.weights(layer), input, out, scratch)?;
+            lora[projection as usize] = adapters
+                .get(projection)
+                .map(|l| l.forward(l.scale(alpha), input, out))
+                .transpose()?;
             Ok(())
         };
 
         let mut h1 = zeros(n * dim);
         norm::rms_norm_into(x, &layer.attn_norm, c.eps, &mut h1)?;
         let (mut q, mut k, mut v) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
-        run(Target::Q, &h1, &mut q)?;
-        run(Target::K, &h1, &mut k)?;
-        run(Target::V, &h1, &mut v)?;
+        run(Projection::Q, &h1, &mut q)?;
+        run(Projection::K, &h1, &mut k)?;
+        run(Projection::V, &h1, &mut v)?;
         for (buf, bias) in [
             (&mut q, &layer.q_bias),
             (&mut k, &layer.k_bias),
@@ -249,7 +161,7 @@ impl Block<'_, '_> {
         let mut attn = zeros(n * q_dim);
         let probs = attention_forward(&self.attention_params(), &q, &k, &v, &mut attn)?;
         let mut o = zeros(n * dim);
-        run(Target::O, &attn, &mut o)?;
+        run(Projection::O, &attn, &mut o)?;
         let o_raw = match &layer.post_attn_norm {
             Some(post) => {
                 let raw = o.clone();
@@ -264,8 +176,8 @@ impl Block<'_, '_> {
         let mut h2 = zeros(n * dim);
         norm::rms_norm_into(&mid, &layer.ffn_norm, c.eps, &mut h2)?;
         let (mut gate, mut up) = (zeros(n * c.ff_dim), zeros(n * c.ff_dim));
-        run(Target::Gate, &h2, &mut gate)?;
-        run(Target::Up, &h2, &mut up)?;
+        run(Projection::Gate, &h2, &mut gate)?;
+        run(Projection::Up, &h2, &mut up)?;
         let mut activated = gate.clone();
         if c.arch == Arch::Gemma3 {
             geglu_smooth(&mut activated, &up)?;
@@ -273,7 +185,7 @@ impl Block<'_, '_> {
             act::swiglu(&mut activated, &up)?;
         }
         let mut down = zeros(n * dim);
-        run(Target::Down, &activated, &mut down)?;
+        run(Projection::Down, &activated, &mut down)?;
         let down_raw = match &layer.post_ffn_norm {
             Some(post) => {
                 let raw = down.clone();
@@ -309,23 +221,23 @@ impl Block<'_, '_> {
     /// gradients to `grads`. `saved` comes from [`Block::forward`] on the same `x`.
     pub fn backward(
         &self,
-        adapters: &BlockAdapters,
-        scale: f32,
+        adapters: &LayerLora,
+        alpha: f32,
         x: &[f32],
         saved: &Saved,
         d_out: &[f32],
-        grads: &mut BlockAdapters,
+        grads: &mut LayerLora,
     ) -> Result<Vec<f32>, OpError> {
         let (c, layer) = (self.config, self.layer);
         let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
         expect_len("block output gradient", d_out.len(), x.len())?;
         let n = x.len() / dim;
-        // Adds the gradient through `target`'s weights and adapter (whose input was `input`) to `dx`.
-        let mut through = |target: Target, input: &[f32], d: &[f32], dx: &mut [f32]| -> Result<(), OpError> {
-            frozen_linear_backward(target.weights(layer), d, dx)?;
-            let i = target as usize;
+        // Adds the gradient through `projection`'s weights and adapter (whose input was `input`) to `dx`.
+        let mut through = |projection: Projection, input: &[f32], d: &[f32], dx: &mut [f32]| -> Result<(), OpError> {
+            frozen_linear_backward(projection.weights(layer), d, dx)?;
+            let i = projection as usize;
             if let (Some(lora), Some(grad), Some(ax)) = (&adapters.0[i], &mut grads.0[i], &saved.lora[i]) {
-                lora.backward(scale, input, ax, d, grad, dx)?;
+                lora_backward(lora, lora.scale(alpha), input, ax, d, grad, dx)?;
             }
             Ok(())
         };
@@ -336,7 +248,7 @@ impl Block<'_, '_> {
             _ => d_out.to_vec(),
         };
         let mut d_act = zeros(n * c.ff_dim);
-        through(Target::Down, &saved.act, &d_down, &mut d_act)?;
+        through(Projection::Down, &saved.act, &d_down, &mut d_act)?;
         let (mut d_gate, mut d_up) = (zeros(d_act.len()), zeros(d_act.len()));
         if c.arch == Arch::Gemma3 {
             geglu_backward(&saved.gate, &saved.up, &d_act, &mut d_gate, &mut d_up)?;
@@ -344,8 +256,8 @@ impl Block<'_, '_> {
             swiglu_backward(&saved.gate, &saved.up, &d_act, &mut d_gate, &mut d_up)?;
         }
         let mut d_h2 = zeros(n * dim);
-        through(Target::Gate, &saved.h2, &d_gate, &mut d_h2)?;
-        through(Target::Up, &saved.h2, &d_up, &mut d_h2)?;
+        through(Projection::Gate, &saved.h2, &d_gate, &mut d_h2)?;
+        through(Projection::Up, &saved.h2, &d_up, &mut d_h2)?;
         let mut d_mid = norm_backward(&saved.mid, &layer.ffn_norm, c.eps, &d_h2)?;
         act::add_assign(&mut d_mid, d_out)?;
 
@@ -355,7 +267,7 @@ impl Block<'_, '_> {
             _ => d_mid.clone(),
         };
         let mut d_attn = zeros(n * q_dim);
-        through(Target::O, &saved.attn, &d_o, &mut d_attn)?;
+        through(Projection::O, &saved.attn, &d_o, &mut d_attn)?;
         let (mut dq, mut dk, mut dv) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
         let params = self.attention_params();
         attention_backward(
@@ -382,9 +294,9 @@ impl Block<'_, '_> {
             dk = norm_backward(k_raw, kn, c.eps, &dk)?;
         }
         let mut d_h1 = zeros(n * dim);
-        through(Target::Q, &saved.h1, &dq, &mut d_h1)?;
-        through(Target::K, &saved.h1, &dk, &mut d_h1)?;
-        through(Target::V, &saved.h1, &dv, &mut d_h1)?;
+        through(Projection::Q, &saved.h1, &dq, &mut d_h1)?;
+        through(Projection::K, &saved.h1, &dk, &mut d_h1)?;
+        through(Projection::V, &saved.h1, &dv, &mut d_h1)?;
         let mut dx = norm_backward(x, &layer.attn_norm, c.eps, &d_h1)?;
         act::add_assign(&mut dx, &d_mid)?;
         Ok(dx)
@@ -395,8 +307,11 @@ impl Block<'_, '_> {
 mod tests {
     use super::*;
     use crate::ops::check::{Quantized, Rng, assert_gradient_every, project as projected};
+    use crate::ops::lora::fresh_pair;
     use hearth_kernel::GgmlType;
+    use hearth_kernel::ops::matmul::Weights;
     use hearth_kernel::ops::rope::{Rope, RopeStyle};
+    use hearth_runtime::lora::LoraPair;
 
     /// Shapes of a small block.
     struct Shape {
@@ -423,7 +338,7 @@ mod tests {
         storage: Storage,
         s: &Shape,
         seed: u64,
-        check: impl FnOnce(&Block<'_, '_>, &BlockAdapters) -> R,
+        check: impl FnOnce(&Block<'_, '_>, &LayerLora) -> R,
     ) -> R {
         let mut rng = Rng(seed);
         let (q_dim, kv_dim) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
@@ -504,9 +419,9 @@ mod tests {
             layers: vec![attention],
         };
         // Every target adapted, B random (a fresh B of zeros would leave A without a gradient).
-        let adapters = BlockAdapters(Target::ALL.map(|t| {
+        let adapters = LayerLora(Projection::ALL.map(|t| {
             let w = t.weights(&layer);
-            let mut lora = Lora::new(w.n_in, w.n_out, 2, &mut rng);
+            let mut lora = fresh_pair(w.n_in, w.n_out, 2, &mut rng);
             lora.b = rng.vec(lora.b.len(), 0.3);
             Some(lora)
         }));
@@ -518,7 +433,8 @@ mod tests {
         check(&block, &adapters)
     }
 
-    const SCALE: f32 = 1.5;
+    /// With rank 2, a scale of 1.5.
+    const ALPHA: f32 = 3.0;
     const N_TOKENS: usize = 5;
 
     /// A block input and an output gradient (`∂(Σ y·g)/∂y = g`).
@@ -528,36 +444,36 @@ mod tests {
     }
 
     /// The analytic gradients of `Σ y·g`: with respect to the input, and the adapters'.
-    fn gradients(block: &Block<'_, '_>, adapters: &BlockAdapters) -> (Vec<f32>, BlockAdapters) {
+    fn gradients(block: &Block<'_, '_>, adapters: &LayerLora) -> (Vec<f32>, LayerLora) {
         let (x, g) = probe(block.config.dim);
         let mut scratch = MatmulScratch::default();
         let (_, saved) = block
-            .forward(Isa::best(), adapters, SCALE, &x, true, &mut scratch)
+            .forward(Isa::best(), adapters, ALPHA, &x, true, &mut scratch)
             .unwrap();
         let mut grads = adapters.zeros_like();
         let dx = block
-            .backward(adapters, SCALE, &x, &saved.unwrap(), &g, &mut grads)
+            .backward(adapters, ALPHA, &x, &saved.unwrap(), &g, &mut grads)
             .unwrap();
         (dx, grads)
     }
 
     /// Checks the input gradient and every adapter's gradients against finite differences, probing every
     /// `step`-th element.
-    fn check_gradients(block: &Block<'_, '_>, adapters: &BlockAdapters, step: usize, tol: f64) {
+    fn check_gradients(block: &Block<'_, '_>, adapters: &LayerLora, step: usize, tol: f64) {
         let (x, g) = probe(block.config.dim);
         let (dx, grads) = gradients(block, adapters);
-        let (isa, scale) = (Isa::best(), SCALE);
+        let (isa, alpha) = (Isa::best(), ALPHA);
         let mut scratch = MatmulScratch::default();
-        let mut loss = |adapters: &BlockAdapters, x: &[f32]| {
-            let (y, _) = block.forward(isa, adapters, scale, x, false, &mut scratch).unwrap();
+        let mut loss = |adapters: &LayerLora, x: &[f32]| {
+            let (y, _) = block.forward(isa, adapters, alpha, x, false, &mut scratch).unwrap();
             projected(&y, &g)
         };
         let arch = block.config.arch;
         assert_gradient_every(step, &format!("{arch:?} dx"), &x, &dx, 1e-2, tol, |x| loss(adapters, x));
-        for target in Target::ALL {
+        for target in Projection::ALL {
             let i = target as usize;
             let (lora, grad) = (adapters.0[i].as_ref().unwrap(), grads.0[i].as_ref().unwrap());
-            let with = |lora: Lora| {
+            let with = |lora: LoraPair| {
                 let mut adapters = adapters.clone();
                 adapters.0[i] = Some(lora);
                 adapters
@@ -565,7 +481,7 @@ mod tests {
             let name = format!("{arch:?} {} A", target.name());
             assert_gradient_every(step, &name, &lora.a, &grad.a, 1e-2, tol, |a| {
                 loss(
-                    &with(Lora {
+                    &with(LoraPair {
                         a: a.to_vec(),
                         ..lora.clone()
                     }),
@@ -575,7 +491,7 @@ mod tests {
             let name = format!("{arch:?} {} B", target.name());
             assert_gradient_every(step, &name, &lora.b, &grad.b, 1e-2, tol, |b| {
                 loss(
-                    &with(Lora {
+                    &with(LoraPair {
                         b: b.to_vec(),
                         ..lora.clone()
                     }),
@@ -658,7 +574,7 @@ mod tests {
             let (dx, grads) = with_block(Arch::Qwen2, Storage::Quantized(dtype), &shape, 7, gradients);
             let (float_dx, float_grads) = with_block(Arch::Qwen2, Storage::Dequantized(dtype), &shape, 7, gradients);
             assert_close(&format!("{dtype:?} dx"), &dx, &float_dx, 5e-2);
-            for target in Target::ALL {
+            for target in Projection::ALL {
                 let (q, f) = (grads.get(target).unwrap(), float_grads.get(target).unwrap());
                 assert_close(&format!("{dtype:?} {} A", target.name()), &q.a, &f.a, 5e-2);
                 assert_close(&format!("{dtype:?} {} B", target.name()), &q.b, &f.b, 5e-2);

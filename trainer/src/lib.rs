@@ -3,8 +3,10 @@
 //! - [`ops`]: forward and backward passes of every operation of a transformer block, and the LoRA path, each checked
 //!   against finite differences.
 //! - [`block`]: one block with adapters on its projections, forward and backward.
-//! - [`adapter`]: a whole model's adapter; [`step`]: one example's loss and gradients through the model, with or
-//!   without gradient checkpointing; [`optim`]: AdamW, the learning-rate schedule, clipping.
+//! - [`adapter`]: a fresh adapter for a model (the adapter itself is the runtime's
+//!   [`LoraAdapter`](hearth_runtime::lora::LoraAdapter), which inference applies and saves in llama.cpp's format);
+//!   [`step`]: one example's loss and gradients through the model, with or without gradient checkpointing;
+//!   [`optim`]: AdamW, the learning-rate schedule, clipping.
 
 pub mod adapter;
 pub mod block;

@@ -1,6 +1,6 @@
 //! AdamW with decoupled weight decay, a warmup + cosine learning-rate schedule, and gradient-norm clipping.
 
-use crate::adapter::Adapter;
+use hearth_runtime::lora::LoraAdapter;
 
 /// The learning rate at each optimizer step: linear warmup from 0 over `warmup` steps, then a cosine from `peak` down
 /// to `peak · floor` at step `total`.
@@ -30,7 +30,7 @@ impl Schedule {
 }
 
 /// Scales `grads` down so their global L2 norm is at most `max_norm`; returns the norm before clipping.
-pub fn clip_gradients(grads: &mut Adapter, max_norm: f32) -> f32 {
+pub fn clip_gradients(grads: &mut LoraAdapter, max_norm: f32) -> f32 {
     let norm = grads
         .tensors()
         .flatten()
@@ -58,14 +58,14 @@ pub struct AdamW {
     /// Steps taken.
     pub steps: u64,
     /// First moments, shaped like the adapter.
-    pub m: Adapter,
+    pub m: LoraAdapter,
     /// Second moments, shaped like the adapter.
-    pub v: Adapter,
+    pub v: LoraAdapter,
 }
 
 impl AdamW {
     /// Fresh state for `adapter`, with the usual betas (0.9, 0.999), eps 1e-8 and the given weight decay.
-    pub fn new(adapter: &Adapter, weight_decay: f32) -> Self {
+    pub fn new(adapter: &LoraAdapter, weight_decay: f32) -> Self {
         AdamW {
             beta1: 0.9,
             beta2: 0.999,
@@ -78,7 +78,7 @@ impl AdamW {
     }
 
     /// One update of `params` from `grads` at learning rate `lr`.
-    pub fn step(&mut self, params: &mut Adapter, grads: &Adapter, lr: f32) {
+    pub fn step(&mut self, params: &mut LoraAdapter, grads: &LoraAdapter, lr: f32) {
         self.steps += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let correction1 = 1.0 - b1.powi(self.steps as i32);
@@ -103,22 +103,20 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::BlockAdapters;
-    use crate::ops::lora::Lora;
+    use hearth_runtime::lora::{LayerLora, LoraPair};
 
-    fn adapter(a: &[f32], b: &[f32]) -> Adapter {
-        let mut blocks = BlockAdapters::default();
-        blocks.0[0] = Some(Lora {
+    fn adapter(a: &[f32], b: &[f32]) -> LoraAdapter {
+        let mut layer = LayerLora::default();
+        layer.0[0] = Some(LoraPair {
             n_in: a.len(),
             n_out: b.len(),
             rank: 1,
             a: a.to_vec(),
             b: b.to_vec(),
         });
-        Adapter {
-            rank: 1,
+        LoraAdapter {
             alpha: 1.0,
-            blocks: vec![blocks],
+            layers: vec![layer],
         }
     }
 
@@ -161,7 +159,7 @@ mod tests {
         }
         // A gradient that keeps its sign keeps the step near the rate; the moments remember the first one.
         opt.step(&mut params, &grads, 0.01);
-        assert!((params.blocks[0].0[0].as_ref().unwrap().a[0] - (0.989 * 0.999 - 0.01)).abs() < 1e-5);
+        assert!((params.layers[0].0[0].as_ref().unwrap().a[0] - (0.989 * 0.999 - 0.01)).abs() < 1e-5);
         assert_eq!(opt.steps, 2);
     }
 }

@@ -11,10 +11,10 @@
 use hearth_kernel::ops::matmul::MatmulScratch;
 use hearth_kernel::ops::{act, norm};
 use hearth_kernel::simd::Isa;
+use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::{Arch, Model};
 
 use crate::TrainError;
-use crate::adapter::Adapter;
 use crate::block::{Block, Saved};
 use crate::ops::loss::{Loss, cross_entropy};
 use crate::ops::norm::rms_norm_backward;
@@ -116,15 +116,15 @@ impl<'m, 'a> Trainee<'m, 'a> {
     }
 
     /// The mean loss of `example` with `adapter` applied, without gradients.
-    pub fn loss(&mut self, adapter: &Adapter, example: &Example) -> Result<Loss, TrainError> {
+    pub fn loss(&mut self, adapter: &LoraAdapter, example: &Example) -> Result<Loss, TrainError> {
         let mut x = self.embed(&example.inputs)?;
         for index in 0..self.model.layers().len() {
             let block = self.block(index);
             x = block
                 .forward(
                     self.isa,
-                    &adapter.blocks[index],
-                    adapter.scale(),
+                    &adapter.layers[index],
+                    adapter.alpha,
                     &x,
                     false,
                     &mut self.scratch,
@@ -147,14 +147,14 @@ impl<'m, 'a> Trainee<'m, 'a> {
     /// gradient of the batch's mean).
     pub fn loss_and_gradients(
         &mut self,
-        adapter: &Adapter,
+        adapter: &LoraAdapter,
         example: &Example,
         weight: f32,
         memory: Memory,
-        grads: &mut Adapter,
+        grads: &mut LoraAdapter,
     ) -> Result<Loss, TrainError> {
         let n_blocks = self.model.layers().len();
-        let scale = adapter.scale();
+        let alpha = adapter.alpha;
         // Inputs of every block, and (without checkpointing) what each block's backward needs.
         let mut inputs = vec![self.embed(&example.inputs)?];
         let mut saved: Vec<Saved> = Vec::new();
@@ -163,8 +163,8 @@ impl<'m, 'a> Trainee<'m, 'a> {
             let keep = memory == Memory::KeepAll;
             let (y, activations) = block.forward(
                 self.isa,
-                &adapter.blocks[index],
-                scale,
+                &adapter.layers[index],
+                alpha,
                 &inputs[index],
                 keep,
                 &mut self.scratch,
@@ -194,17 +194,17 @@ impl<'m, 'a> Trainee<'m, 'a> {
                 Some(activations) => activations,
                 None => {
                     let (_, activations) =
-                        block.forward(self.isa, &adapter.blocks[index], scale, &x, true, &mut self.scratch)?;
+                        block.forward(self.isa, &adapter.layers[index], alpha, &x, true, &mut self.scratch)?;
                     activations.expect("asked to save")
                 }
             };
             dx = block.backward(
-                &adapter.blocks[index],
-                scale,
+                &adapter.layers[index],
+                alpha,
                 &x,
                 &activations,
                 &dx,
-                &mut grads.blocks[index],
+                &mut grads.layers[index],
             )?;
         }
         Ok(loss)

@@ -3,21 +3,21 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use clap::Args;
 use hearth_kernel::simd::Isa;
 use hearth_runtime::ModelFile;
 use hearth_runtime::bench::{Workload, bytes_per_token, measure, read_bandwidth};
-use hearth_runtime::model::Model;
 use hearth_runtime::tokenizer::Tokenizer;
 use serde_json::json;
 
-use crate::args::{ModelArg, ThreadsArg};
+use crate::args::{LoraArg, ModelArg, ThreadsArg};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    lora: LoraArg,
     /// Prompt-processing test: tokens in one prompt (0: skip).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
     n_prompt: usize,
@@ -43,7 +43,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let path = args.model.resolve()?;
     let file = ModelFile::open(&path)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
-    let model = Model::load(&file).context("loading the model")?;
+    let model = args.lora.load(&file)?;
     let bos = tokenizer.added_bos();
     let isa = Isa::selected();
     let threads = hearth_runtime::threads();

@@ -15,7 +15,7 @@ use hearth_runtime::sampling::{Sampler, SamplerParams};
 use hearth_runtime::session::Session;
 
 use super::chat::{Interrupt, Loaded, interrupted};
-use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, project_dir};
+use crate::args::{ContextArg, LoraArg, ModelArg, SamplingArgs, ThreadsArg, project_dir};
 use crate::progress::Bars;
 use crate::remote::BackendArgs;
 
@@ -46,6 +46,8 @@ pub struct CompleteArgs {
     project: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    lora: LoraArg,
     #[command(flatten)]
     context: ContextArg,
     #[command(flatten)]
@@ -115,6 +117,9 @@ pub fn run(args: CompleteArgs) -> anyhow::Result<()> {
         context: &context,
     };
     let (text, tokens) = match args.backend.connect(args.model.model.as_deref())? {
+        Some(_) if !args.lora.lora.is_empty() => {
+            anyhow::bail!("--lora applies adapters to a local model; with --backend, load them in the server")
+        }
         Some(remote) => {
             let infill = remote.infill(prefix, suffix, &context, args.max_tokens, &sampler)?;
             if !infill.with_context && !context.is_empty() {
@@ -165,7 +170,7 @@ fn complete_locally(
     args.threads.apply()?;
     let interrupt = Interrupt::install()?;
     let loaded = Loaded::open(&args.model.spec()?)?;
-    let model = loaded.model()?;
+    let model = loaded.model(&args.lora)?;
     let tokens = fim_prompt(&loaded.tokenizer, request)?;
     let capacity = args.context.size(&model)?;
     if tokens.len() + args.max_tokens > capacity {

@@ -7,18 +7,19 @@ use anyhow::Context as _;
 use clap::Args;
 use hearth_kernel::simd::Isa;
 use hearth_runtime::ModelFile;
-use hearth_runtime::model::Model;
 use hearth_runtime::perplexity::perplexity;
 use hearth_runtime::progress::{Progress, Unit};
 use hearth_runtime::tokenizer::Tokenizer;
 
-use crate::args::{ModelArg, ThreadsArg};
+use crate::args::{LoraArg, ModelArg, ThreadsArg};
 use crate::progress::Bars;
 
 #[derive(Debug, Args)]
 pub struct PerplexityArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    lora: LoraArg,
     /// The text to score.
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
@@ -38,7 +39,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
     let file = ModelFile::open(args.model.resolve()?)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
-    let model = Model::load(&file).context("loading the model")?;
+    let model = args.lora.load(&file)?;
     let tokens = tokenizer.encode(&text, true, false);
     let bos = tokenizer.added_bos();
 

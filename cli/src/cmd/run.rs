@@ -4,23 +4,23 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use clap::Args;
 use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::ModelFile;
 use hearth_runtime::generate::{FinishReason, StopConditions, generate};
-use hearth_runtime::model::Model;
 use hearth_runtime::sampling::Sampler;
 use hearth_runtime::session::Session;
 use hearth_runtime::template::{ChatTemplate, Message};
 use hearth_runtime::tokenizer::Tokenizer;
 
-use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, prompt_text};
+use crate::args::{ContextArg, LoraArg, ModelArg, SamplingArgs, ThreadsArg, prompt_text};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    lora: LoraArg,
     /// The prompt; `-` (or nothing) reads standard input.
     #[arg(short = 'p', long = "prompt")]
     prompt: Option<String>,
@@ -55,7 +55,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let prompt = prompt_text(args.prompt.as_deref())?;
     let file = ModelFile::open(args.model.resolve()?)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
-    let model = Model::load(&file).context("loading the model")?;
+    let model = args.lora.load(&file)?;
     let ids = if args.chat {
         let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
         let mut messages = Vec::new();

@@ -18,13 +18,19 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Each architecture with its `general.architecture` name.
+    const NAMES: [(Arch, &'static str); 3] = [(Arch::Llama, "llama"), (Arch::Qwen2, "qwen2"), (Arch::Gemma3, "gemma3")];
+
     fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "llama" => Some(Arch::Llama),
-            "qwen2" => Some(Arch::Qwen2),
-            "gemma3" => Some(Arch::Gemma3),
-            _ => None,
-        }
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(arch, _)| *arch)
+    }
+
+    /// Its `general.architecture` name in GGUF files.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(arch, _)| *arch == self)
+            .map_or("", |(_, n)| n)
     }
 }
 

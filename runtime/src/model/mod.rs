@@ -18,6 +18,7 @@ use hearth_kernel::simd::Isa;
 pub use config::{Arch, Config, LayerAttention};
 
 use crate::ModelFile;
+use crate::lora::{LoraAdapter, LoraError};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,82 @@ pub struct Layer<'a> {
     pub post_ffn_norm: Option<Vec<f32>>,
 }
 
+/// A projection of a block: the weights a LoRA pair can adapt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Projection {
+    /// Queries.
+    Q,
+    /// Keys.
+    K,
+    /// Values.
+    V,
+    /// Attention output.
+    O,
+    /// Feed-forward gate.
+    Gate,
+    /// Feed-forward up.
+    Up,
+    /// Feed-forward down.
+    Down,
+}
+
+impl Projection {
+    /// Every projection, in this order everywhere (per-block arrays are indexed by it).
+    pub const ALL: [Projection; 7] = [
+        Projection::Q,
+        Projection::K,
+        Projection::V,
+        Projection::O,
+        Projection::Gate,
+        Projection::Up,
+        Projection::Down,
+    ];
+
+    /// Its short name (`q`, `k`, `v`, `o`, `gate`, `up`, `down`), as the command line says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Projection::Q => "q",
+            Projection::K => "k",
+            Projection::V => "v",
+            Projection::O => "o",
+            Projection::Gate => "gate",
+            Projection::Up => "up",
+            Projection::Down => "down",
+        }
+    }
+
+    /// The projection a short name means.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Its tensor within a block, as GGUF names it (`blk.N.<this>.weight`).
+    pub fn tensor(self) -> &'static str {
+        match self {
+            Projection::Q => "attn_q",
+            Projection::K => "attn_k",
+            Projection::V => "attn_v",
+            Projection::O => "attn_output",
+            Projection::Gate => "ffn_gate",
+            Projection::Up => "ffn_up",
+            Projection::Down => "ffn_down",
+        }
+    }
+
+    /// Its weights in `layer`.
+    pub fn weights<'l, 'a>(self, layer: &'l Layer<'a>) -> &'l Weights<'a> {
+        match self {
+            Projection::Q => &layer.wq,
+            Projection::K => &layer.wk,
+            Projection::V => &layer.wv,
+            Projection::O => &layer.wo,
+            Projection::Gate => &layer.gate,
+            Projection::Up => &layer.up,
+            Projection::Down => &layer.down,
+        }
+    }
+}
+
 /// A model ready to run: configuration plus weights borrowed from its file.
 pub struct Model<'a> {
     config: Config,
@@ -102,6 +179,8 @@ pub struct Model<'a> {
     layers: Vec<Layer<'a>>,
     out_norm: Vec<f32>,
     output: Weights<'a>,
+    /// Attached LoRA adapters, each with the user's scale.
+    adapters: Vec<(LoraAdapter, f32)>,
 }
 
 impl std::fmt::Debug for Model<'_> {
@@ -269,7 +348,34 @@ impl<'a> Model<'a> {
             layers,
             out_norm: b.vector("output_norm.weight", dim)?,
             output,
+            adapters: Vec::new(),
         })
+    }
+
+    /// Adds `adapter`'s update, times `scale`, to every projection it adapts (llama.cpp's `--lora-scaled`). Adapters
+    /// stack; a new one changes every later forward pass, so caches made before no longer match the model.
+    pub fn attach_lora(&mut self, adapter: LoraAdapter, scale: f32) -> Result<(), LoraError> {
+        for (block, projection, pair) in adapter.pairs() {
+            let w = self.layers.get(block).map(|layer| projection.weights(layer));
+            if w.is_none_or(|w| (w.n_in, w.n_out) != (pair.n_in, pair.n_out)) {
+                return Err(LoraError::BadTensor {
+                    name: format!("blk.{block}.{}.weight", projection.tensor()),
+                    why: "the adapter does not fit this model's weight".into(),
+                });
+            }
+        }
+        self.adapters.push((adapter, scale));
+        Ok(())
+    }
+
+    /// Adds every attached adapter's update of `projection` in block `layer` for input `x` to `out`.
+    fn add_lora(&self, layer: usize, projection: Projection, x: &[f32], out: &mut [f32]) -> Result<(), OpError> {
+        for (adapter, user_scale) in &self.adapters {
+            if let Some(pair) = adapter.layers[layer].get(projection) {
+                pair.forward(user_scale * pair.scale(adapter.alpha), x, out)?;
+            }
+        }
+        Ok(())
     }
 
     /// The model's configuration.
@@ -397,8 +503,11 @@ impl<'a> Model<'a> {
             let la = &c.layers[il];
             norm::rms_norm_into(x, &layer.attn_norm, c.eps, h)?;
             matmul(isa, &layer.wq, h, q, mm)?;
+            self.add_lora(il, Projection::Q, h, q)?;
             matmul(isa, &layer.wk, h, k, mm)?;
+            self.add_lora(il, Projection::K, h, k)?;
             matmul(isa, &layer.wv, h, v, mm)?;
+            self.add_lora(il, Projection::V, h, v)?;
             for (buf, bias) in [
                 (&mut *q, &layer.q_bias),
                 (&mut *k, &layer.k_bias),
@@ -445,6 +554,7 @@ impl<'a> Model<'a> {
                 )?;
             }
             matmul(isa, &layer.wo, attn, o, mm)?;
+            self.add_lora(il, Projection::O, attn, o)?;
             if let Some(post) = &layer.post_attn_norm {
                 norm::rms_norm(o, post, c.eps)?;
             }
@@ -452,13 +562,16 @@ impl<'a> Model<'a> {
 
             norm::rms_norm_into(x, &layer.ffn_norm, c.eps, h)?;
             matmul(isa, &layer.gate, h, gate, mm)?;
+            self.add_lora(il, Projection::Gate, h, gate)?;
             matmul(isa, &layer.up, h, up, mm)?;
+            self.add_lora(il, Projection::Up, h, up)?;
             if c.arch == Arch::Gemma3 {
                 act::geglu(gate, up)?;
             } else {
                 act::swiglu(gate, up)?;
             }
             matmul(isa, &layer.down, gate, o, mm)?;
+            self.add_lora(il, Projection::Down, gate, o)?;
             if let Some(post) = &layer.post_ffn_norm {
                 norm::rms_norm(o, post, c.eps)?;
             }

@@ -1,138 +1,75 @@
-//! A low-rank adapter on a frozen weight `W: [n_out, n_in]`: `y = x·Wᵀ + scale · (x·Aᵀ)·Bᵀ`, with `A: [rank, n_in]`
-//! and `B: [n_out, rank]` in f32. These are the row-major layouts of llama.cpp's adapter tensors (`lora_a` has
-//! `ne = [n_in, rank]`, `lora_b` has `ne = [rank, n_out]`), so export is a copy. `scale` is `alpha / rank`.
+//! The LoRA pair's training side: PEFT's initialisation and the backward pass of [`LoraPair::forward`] (the pair,
+//! its forward and its file format live in the runtime, which applies adapters at inference).
 
+use hearth_runtime::lora::LoraPair;
 use rayon::prelude::*;
 
 use super::{OpError, expect_len};
 use crate::rng::Rng;
 
-/// One adapter pair (also used, with the same shapes, to hold its gradients).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lora {
-    /// Input width of the adapted weight.
-    pub n_in: usize,
-    /// Output width of the adapted weight.
-    pub n_out: usize,
-    /// Rank.
-    pub rank: usize,
-    /// `[rank, n_in]`.
-    pub a: Vec<f32>,
-    /// `[n_out, rank]`.
-    pub b: Vec<f32>,
+/// A fresh pair as PEFT initialises it: `A` uniform in `±1/sqrt(n_in)` (Kaiming-uniform with `a = √5`), `B` zero, so
+/// training starts from exactly the base model.
+pub fn fresh_pair(n_in: usize, n_out: usize, rank: usize, rng: &mut Rng) -> LoraPair {
+    LoraPair {
+        a: rng.vec(rank * n_in, 1.0 / (n_in as f32).sqrt()),
+        ..LoraPair::zeros(n_in, n_out, rank)
+    }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-impl Lora {
-    /// A fresh pair as PEFT initialises it: `A` uniform in `±1/sqrt(n_in)` (Kaiming-uniform with `a = √5`), `B`
-    /// zero, so training starts from exactly the base model.
-    pub fn new(n_in: usize, n_out: usize, rank: usize, rng: &mut Rng) -> Self {
-        Lora {
-            a: rng.vec(rank * n_in, 1.0 / (n_in as f32).sqrt()),
-            ..Self::zeros(n_in, n_out, rank)
-        }
-    }
-
-    /// All zeros (a gradient accumulator).
-    pub fn zeros(n_in: usize, n_out: usize, rank: usize) -> Self {
-        Lora {
-            n_in,
-            n_out,
-            rank,
-            a: vec![0.0; rank * n_in],
-            b: vec![0.0; n_out * rank],
-        }
-    }
-
-    fn tokens(&self, x: &[f32]) -> Result<usize, OpError> {
-        if self.n_in == 0 || !x.len().is_multiple_of(self.n_in) {
-            return Err(OpError::Shape {
-                what: "LoRA input",
-                expected: self.n_in,
-                got: x.len(),
-            });
-        }
-        Ok(x.len() / self.n_in)
-    }
-
-    /// Adds `scale · (x·Aᵀ)·Bᵀ` to `out` (`x: [n_tokens, n_in]`, `out: [n_tokens, n_out]`) and returns `x·Aᵀ`
-    /// (`[n_tokens, rank]`), which the backward needs.
-    pub fn forward(&self, scale: f32, x: &[f32], out: &mut [f32]) -> Result<Vec<f32>, OpError> {
-        let n_tokens = self.tokens(x)?;
-        expect_len("LoRA output", out.len(), n_tokens * self.n_out)?;
-        let mut ax = vec![0.0f32; n_tokens * self.rank];
-        ax.par_chunks_mut(self.rank.max(1))
-            .zip(out.par_chunks_mut(self.n_out))
-            .zip(x.par_chunks(self.n_in))
-            .for_each(|((ax, out), x)| {
-                for (h, a) in ax.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
-                    *h = dot(a, x);
-                }
-                for (y, b) in out.iter_mut().zip(self.b.chunks_exact(self.rank)) {
-                    *y += scale * dot(b, ax);
-                }
-            });
-        Ok(ax)
-    }
-
-    /// Adds the gradients of `A` and `B` to `grad` and the input's to `dx`, from `d_out` and the `x·Aᵀ` that
-    /// [`Lora::forward`] returned: `dB += scale · d_outᵀ·(x·Aᵀ)`, `d(x·Aᵀ) = scale · d_out·B`,
-    /// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`.
-    pub fn backward(
-        &self,
-        scale: f32,
-        x: &[f32],
-        ax: &[f32],
-        d_out: &[f32],
-        grad: &mut Lora,
-        dx: &mut [f32],
-    ) -> Result<(), OpError> {
-        let n_tokens = self.tokens(x)?;
-        let (rank, n_in, n_out) = (self.rank, self.n_in, self.n_out);
-        expect_len("LoRA saved product", ax.len(), n_tokens * rank)?;
-        expect_len("LoRA output gradient", d_out.len(), n_tokens * n_out)?;
-        expect_len("LoRA input gradient", dx.len(), x.len())?;
-        expect_len("LoRA A gradient", grad.a.len(), self.a.len())?;
-        expect_len("LoRA B gradient", grad.b.len(), self.b.len())?;
-        let mut d_ax = vec![0.0f32; n_tokens * rank];
-        d_ax.par_chunks_mut(rank.max(1))
-            .zip(d_out.par_chunks(n_out))
-            .for_each(|(d_ax, d_out)| {
-                for (o, &g) in d_out.iter().enumerate() {
-                    for (d, b) in d_ax.iter_mut().zip(&self.b[o * rank..][..rank]) {
-                        *d += scale * g * b;
-                    }
-                }
-            });
-        grad.b.par_chunks_mut(rank.max(1)).enumerate().for_each(|(o, db)| {
-            for (ax, d_out) in ax.chunks_exact(rank).zip(d_out.chunks_exact(n_out)) {
-                let g = scale * d_out[o];
-                for (db, h) in db.iter_mut().zip(ax) {
-                    *db += g * h;
+/// Adds the gradients of `pair`'s `A` and `B` to `grad` and the input's to `dx`, from `d_out` and the `x·Aᵀ` that
+/// [`LoraPair::forward`] returned: `dB += scale · d_outᵀ·(x·Aᵀ)`, `d(x·Aᵀ) = scale · d_out·B`,
+/// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`.
+pub fn lora_backward(
+    pair: &LoraPair,
+    scale: f32,
+    x: &[f32],
+    ax: &[f32],
+    d_out: &[f32],
+    grad: &mut LoraPair,
+    dx: &mut [f32],
+) -> Result<(), OpError> {
+    let n_tokens = pair.tokens(x)?;
+    let (rank, n_in, n_out) = (pair.rank, pair.n_in, pair.n_out);
+    expect_len("LoRA saved product", ax.len(), n_tokens * rank)?;
+    expect_len("LoRA output gradient", d_out.len(), n_tokens * n_out)?;
+    expect_len("LoRA input gradient", dx.len(), x.len())?;
+    expect_len("LoRA A gradient", grad.a.len(), pair.a.len())?;
+    expect_len("LoRA B gradient", grad.b.len(), pair.b.len())?;
+    let mut d_ax = vec![0.0f32; n_tokens * rank];
+    d_ax.par_chunks_mut(rank.max(1))
+        .zip(d_out.par_chunks(n_out))
+        .for_each(|(d_ax, d_out)| {
+            for (o, &g) in d_out.iter().enumerate() {
+                for (d, b) in d_ax.iter_mut().zip(&pair.b[o * rank..][..rank]) {
+                    *d += scale * g * b;
                 }
             }
         });
-        grad.a.par_chunks_mut(n_in).enumerate().for_each(|(k, da)| {
-            for (d_ax, x) in d_ax.chunks_exact(rank).zip(x.chunks_exact(n_in)) {
-                for (da, x) in da.iter_mut().zip(x) {
-                    *da += d_ax[k] * x;
+    grad.b.par_chunks_mut(rank.max(1)).enumerate().for_each(|(o, db)| {
+        for (ax, d_out) in ax.chunks_exact(rank).zip(d_out.chunks_exact(n_out)) {
+            let g = scale * d_out[o];
+            for (db, h) in db.iter_mut().zip(ax) {
+                *db += g * h;
+            }
+        }
+    });
+    grad.a.par_chunks_mut(n_in).enumerate().for_each(|(k, da)| {
+        for (d_ax, x) in d_ax.chunks_exact(rank).zip(x.chunks_exact(n_in)) {
+            for (da, x) in da.iter_mut().zip(x) {
+                *da += d_ax[k] * x;
+            }
+        }
+    });
+    dx.par_chunks_mut(n_in)
+        .zip(d_ax.par_chunks(rank.max(1)))
+        .for_each(|(dx, d_ax)| {
+            for (&g, a) in d_ax.iter().zip(pair.a.chunks_exact(n_in)) {
+                for (dx, a) in dx.iter_mut().zip(a) {
+                    *dx += g * a;
                 }
             }
         });
-        dx.par_chunks_mut(n_in)
-            .zip(d_ax.par_chunks(rank.max(1)))
-            .for_each(|(dx, d_ax)| {
-                for (&g, a) in d_ax.iter().zip(self.a.chunks_exact(n_in)) {
-                    for (dx, a) in dx.iter_mut().zip(a) {
-                        *dx += g * a;
-                    }
-                }
-            });
-        Ok(())
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -145,18 +82,18 @@ mod tests {
         let mut rng = Rng(10);
         let (n_tokens, n_in, n_out, rank, scale) = (3, 12, 10, 4, 2.0);
         // B random too: a fresh pair's zero B would make A's gradient zero.
-        let lora = Lora {
+        let lora = LoraPair {
             b: rng.vec(n_out * rank, 0.5),
-            ..Lora::new(n_in, n_out, rank, &mut rng)
+            ..fresh_pair(n_in, n_out, rank, &mut rng)
         };
         let x = rng.vec(n_tokens * n_in, 1.0);
         let g = rng.vec(n_tokens * n_out, 1.0);
         let mut out = vec![0.0; n_tokens * n_out];
         let ax = lora.forward(scale, &x, &mut out).unwrap();
-        let mut grad = Lora::zeros(n_in, n_out, rank);
+        let mut grad = LoraPair::zeros(n_in, n_out, rank);
         let mut dx = vec![0.0; x.len()];
-        lora.backward(scale, &x, &ax, &g, &mut grad, &mut dx).unwrap();
-        let loss = |lora: &Lora, x: &[f32]| {
+        lora_backward(&lora, scale, &x, &ax, &g, &mut grad, &mut dx).unwrap();
+        let loss = |lora: &LoraPair, x: &[f32]| {
             let mut out = vec![0.0; n_tokens * n_out];
             lora.forward(scale, x, &mut out).unwrap();
             project(&out, &g)
@@ -164,7 +101,7 @@ mod tests {
         assert_gradient("lora dx", &x, &dx, 1e-2, 1e-3, |x| loss(&lora, x));
         assert_gradient("lora dA", &lora.a, &grad.a, 1e-2, 1e-3, |a| {
             loss(
-                &Lora {
+                &LoraPair {
                     a: a.to_vec(),
                     ..lora.clone()
                 },
@@ -173,7 +110,7 @@ mod tests {
         });
         assert_gradient("lora dB", &lora.b, &grad.b, 1e-2, 1e-3, |b| {
             loss(
-                &Lora {
+                &LoraPair {
                     b: b.to_vec(),
                     ..lora.clone()
                 },
@@ -185,7 +122,7 @@ mod tests {
     #[test]
     fn a_fresh_adapter_leaves_the_output_unchanged() {
         let mut rng = Rng(11);
-        let lora = Lora::new(8, 6, 2, &mut rng);
+        let lora = fresh_pair(8, 6, 2, &mut rng);
         assert!(lora.a.iter().all(|a| a.abs() <= 1.0 / 8f32.sqrt()) && lora.a.iter().any(|&a| a != 0.0));
         let x = rng.vec(16, 1.0);
         let mut out = vec![0.5; 12];

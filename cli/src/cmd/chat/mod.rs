@@ -20,7 +20,7 @@ use hearth_runtime::retrieval::{Project, project_root};
 use hearth_runtime::template::ChatTemplate;
 use hearth_runtime::tokenizer::Tokenizer;
 
-use crate::args::{ContextArg, ModelArg, SamplingArgs, ThreadsArg, resolve_model};
+use crate::args::{ContextArg, LoraArg, ModelArg, SamplingArgs, ThreadsArg, resolve_model};
 use crate::config;
 use crate::progress::Bars;
 use crate::remote::BackendArgs;
@@ -48,6 +48,8 @@ pub struct ChatArgs {
 pub struct SessionArgs {
     #[command(flatten)]
     pub(crate) model: ModelArg,
+    #[command(flatten)]
+    pub(crate) lora: LoraArg,
     /// Project to retrieve code from [default: the nearest directory at or above the current one holding .hearth/
     /// or .git; none if there is none].
     #[arg(long, value_name = "DIR")]
@@ -143,6 +145,10 @@ impl SessionArgs {
         f: impl FnOnce(&mut Chat<'_>, &ModelInfo) -> anyhow::Result<R>,
     ) -> anyhow::Result<R> {
         if let Some(remote) = self.backend.connect(model)? {
+            anyhow::ensure!(
+                self.lora.lora.is_empty(),
+                "--lora applies adapters to a local model; with --backend, load them in the server"
+            );
             let info = ModelInfo {
                 name: remote.model().to_owned(),
                 place: remote.url(),
@@ -155,7 +161,7 @@ impl SessionArgs {
             None => self.model.spec()?,
         };
         let loaded = Loaded::open(&spec)?;
-        let model = loaded.model()?;
+        let model = loaded.model(&self.lora)?;
         let context = self.context.size(&model)?;
         let backend = LocalBackend::new(&model, &loaded.tokenizer, &loaded.template, context)?;
         let info = ModelInfo {
@@ -254,9 +260,9 @@ impl Loaded {
         })
     }
 
-    /// Loads its weights.
-    pub fn model(&self) -> anyhow::Result<Model<'_>> {
-        Model::load(&self.file).context("loading the model")
+    /// Loads its weights, with `lora`'s adapters attached.
+    pub fn model(&self, lora: &LoraArg) -> anyhow::Result<Model<'_>> {
+        lora.load(&self.file)
     }
 }
 

@@ -13,12 +13,14 @@ use std::sync::atomic::AtomicU64;
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::args::{ModelArg, ThreadsArg};
+use crate::args::{LoraArg, ModelArg, ThreadsArg};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    lora: LoraArg,
     /// Address to listen on. The default, loopback, keeps the server private to this machine.
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
@@ -56,7 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let path = args.model.resolve()?;
     let model_id = model_id(&args.model.spec()?, &path);
     let slots = usize::from(args.slots);
-    let (info, jobs) = worker::spawn(path, args.ctx_size, slots)?;
+    let (info, jobs) = worker::spawn(path, args.lora, args.ctx_size, slots)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -18,7 +18,7 @@ use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::ModelFile;
 use hearth_runtime::fim::{ContextFile, FimRequest, fim_prompt};
 use hearth_runtime::generate::{FinishReason, Generator, StopConditions};
-use hearth_runtime::model::Model;
+
 use hearth_runtime::sampling::{Sampler, SamplerParams};
 use hearth_runtime::session::Session;
 use hearth_runtime::template::{ChatTemplate, Message};
@@ -26,6 +26,7 @@ use hearth_runtime::tokenizer::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::openai::ApiError;
+use crate::args::LoraArg;
 
 /// What a job asks the model to continue.
 #[derive(Debug)]
@@ -97,13 +98,18 @@ pub struct ModelInfo {
 }
 
 /// Starts the model thread and waits until the model is loaded (or failed to load).
-pub fn spawn(path: PathBuf, context: usize, slots: usize) -> anyhow::Result<(ModelInfo, mpsc::Sender<Job>)> {
+pub fn spawn(
+    path: PathBuf,
+    lora: LoraArg,
+    context: usize,
+    slots: usize,
+) -> anyhow::Result<(ModelInfo, mpsc::Sender<Job>)> {
     let (jobs, queue) = mpsc::channel();
     let (ready_tx, ready) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("hearth-model".into())
         .spawn(move || {
-            if let Err(e) = serve(path, context, slots, &ready_tx, queue) {
+            if let Err(e) = serve(path, &lora, context, slots, &ready_tx, queue) {
                 // Only a load failure can reach here; the receiver is gone only if startup was abandoned.
                 let _ = ready_tx.send(Err(e));
             }
@@ -147,6 +153,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
 
 fn serve(
     path: PathBuf,
+    lora: &LoraArg,
     context: usize,
     slots: usize,
     ready: &mpsc::SyncSender<anyhow::Result<ModelInfo>>,
@@ -154,7 +161,7 @@ fn serve(
 ) -> anyhow::Result<()> {
     let file = ModelFile::open(path)?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
-    let model = Model::load(&file).context("loading the model")?;
+    let model = lora.load(&file)?;
     let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
     let context = if context > 0 {
         context

@@ -1,0 +1,315 @@
+//! LoRA adapters: low-rank updates `scale · B·A` on a model's projections, in llama.cpp's adapter GGUF format, so an
+//! adapter trained by hearth loads in llama.cpp and one made for llama.cpp loads here.
+//!
+//! The format: `general.type = "adapter"`, `general.architecture` = the base model's, `adapter.type = "lora"`,
+//! `adapter.lora.alpha` (float32), and for each adapted weight `blk.N.<tensor>.weight` the pair
+//! `blk.N.<tensor>.weight.lora_a` (`ne = [n_in, rank]`) and `….lora_b` (`ne = [rank, n_out]`), F32 or F16. The
+//! update of a pair is scaled by `alpha / rank` (its own rank), times the user's scale.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hearth_kernel::GgmlType;
+use hearth_kernel::gguf::{Gguf, GgufWriter, MetadataEntry, TensorSpec, Value};
+use hearth_kernel::ops::{OpError, expect_len};
+use hearth_kernel::quant;
+use rayon::prelude::*;
+
+use crate::model::{Model, Projection};
+
+/// Why an adapter file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoraError {
+    /// The file is not an adapter, or not a LoRA one.
+    #[error("not a LoRA adapter: {0}")]
+    NotAnAdapter(String),
+    /// The adapter was made for another architecture.
+    #[error("the adapter is for a {adapter} model, not {model}")]
+    WrongArchitecture {
+        /// `general.architecture` of the adapter.
+        adapter: String,
+        /// The base model's.
+        model: String,
+    },
+    /// A tensor that does not fit the base model or the format.
+    #[error("{name}: {why}")]
+    BadTensor {
+        /// The tensor's name.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Reading or writing the file.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// One pair on a frozen weight `W: [n_out, n_in]`: `y = x·Wᵀ + scale · (x·Aᵀ)·Bᵀ`, with `A: [rank, n_in]` and
+/// `B: [n_out, rank]` row-major in f32 (the layouts of the file's `lora_a` and `lora_b`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraPair {
+    /// Input width of the adapted weight.
+    pub n_in: usize,
+    /// Output width of the adapted weight.
+    pub n_out: usize,
+    /// Rank.
+    pub rank: usize,
+    /// `[rank, n_in]`.
+    pub a: Vec<f32>,
+    /// `[n_out, rank]`.
+    pub b: Vec<f32>,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl LoraPair {
+    /// All zeros (also a gradient accumulator).
+    pub fn zeros(n_in: usize, n_out: usize, rank: usize) -> Self {
+        LoraPair {
+            n_in,
+            n_out,
+            rank,
+            a: vec![0.0; rank * n_in],
+            b: vec![0.0; n_out * rank],
+        }
+    }
+
+    /// The factor its product is multiplied by in an adapter of `alpha`: `alpha / rank`.
+    pub fn scale(&self, alpha: f32) -> f32 {
+        alpha / self.rank as f32
+    }
+
+    /// Rows of `x` (`[n_tokens, n_in]`).
+    pub fn tokens(&self, x: &[f32]) -> Result<usize, OpError> {
+        if self.n_in == 0 || !x.len().is_multiple_of(self.n_in) {
+            return Err(OpError::Shape {
+                what: "LoRA input",
+                expected: self.n_in,
+                got: x.len(),
+            });
+        }
+        Ok(x.len() / self.n_in)
+    }
+
+    /// Adds `scale · (x·Aᵀ)·Bᵀ` to `out` (`x: [n_tokens, n_in]`, `out: [n_tokens, n_out]`) and returns `x·Aᵀ`
+    /// (`[n_tokens, rank]`), which a backward pass needs.
+    pub fn forward(&self, scale: f32, x: &[f32], out: &mut [f32]) -> Result<Vec<f32>, OpError> {
+        let n_tokens = self.tokens(x)?;
+        expect_len("LoRA output", out.len(), n_tokens * self.n_out)?;
+        let mut ax = vec![0.0f32; n_tokens * self.rank];
+        for (ax, x) in ax.chunks_mut(self.rank.max(1)).zip(x.chunks(self.n_in)) {
+            for (h, a) in ax.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
+                *h = dot(a, x);
+            }
+        }
+        // Output rows in parallel: a decoded token has one row, so split its columns instead.
+        let rank = self.rank.max(1);
+        out.par_chunks_mut(self.n_out)
+            .zip(ax.par_chunks(rank))
+            .for_each(|(out, ax)| {
+                out.par_chunks_mut(256)
+                    .zip(self.b.par_chunks(256 * rank))
+                    .for_each(|(out, b)| {
+                        for (y, b) in out.iter_mut().zip(b.chunks_exact(rank)) {
+                            *y += scale * dot(b, ax);
+                        }
+                    });
+            });
+        Ok(ax)
+    }
+}
+
+/// The pairs of one block, indexed by [`Projection`] (`None` where it has none).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerLora(pub [Option<LoraPair>; Projection::ALL.len()]);
+
+impl LayerLora {
+    /// The pair on `projection`.
+    pub fn get(&self, projection: Projection) -> Option<&LoraPair> {
+        self.0[projection as usize].as_ref()
+    }
+
+    /// Zeros shaped like these pairs.
+    pub fn zeros_like(&self) -> Self {
+        LayerLora(
+            self.0
+                .each_ref()
+                .map(|p| p.as_ref().map(|p| LoraPair::zeros(p.n_in, p.n_out, p.rank))),
+        )
+    }
+}
+
+/// A whole model's adapter (also used, with the same shapes, for gradients and optimizer state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraAdapter {
+    /// Scale numerator: a pair's update is `alpha / rank · B·A`.
+    pub alpha: f32,
+    /// One entry per block, first to last.
+    pub layers: Vec<LayerLora>,
+}
+
+impl LoraAdapter {
+    /// Zeros of the same shapes.
+    pub fn zeros_like(&self) -> Self {
+        LoraAdapter {
+            alpha: self.alpha,
+            layers: self.layers.iter().map(LayerLora::zeros_like).collect(),
+        }
+    }
+
+    /// Every pair with its block index and projection, in block then [`Projection::ALL`] order.
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, Projection, &LoraPair)> {
+        self.layers.iter().enumerate().flat_map(|(block, layer)| {
+            Projection::ALL
+                .into_iter()
+                .filter_map(move |p| layer.get(p).map(|pair| (block, p, pair)))
+        })
+    }
+
+    /// Every trainable tensor (each pair's `A`, then its `B`), in [`LoraAdapter::pairs`] order.
+    pub fn tensors(&self) -> impl Iterator<Item = &[f32]> {
+        self.pairs()
+            .flat_map(|(_, _, pair)| [pair.a.as_slice(), pair.b.as_slice()])
+    }
+
+    /// [`LoraAdapter::tensors`], mutable.
+    pub fn tensors_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
+        self.layers
+            .iter_mut()
+            .flat_map(|layer| layer.0.iter_mut().flatten())
+            .flat_map(|pair| [pair.a.as_mut_slice(), pair.b.as_mut_slice()])
+    }
+
+    /// Number of trainable values.
+    pub fn parameter_count(&self) -> usize {
+        self.tensors().map(<[f32]>::len).sum()
+    }
+
+    /// Sets every value to zero.
+    pub fn clear(&mut self) {
+        self.tensors_mut().for_each(|t| t.fill(0.0));
+    }
+
+    /// Reads an adapter GGUF for `model`, checking every pair against the weight it adapts.
+    pub fn from_gguf(file: &Gguf<'_>, model: &Model<'_>) -> Result<Self, LoraError> {
+        let text = |key: &str| file.get(key).and_then(|v| v.as_str());
+        if text("general.type") != Some("adapter") || text("adapter.type") != Some("lora") {
+            return Err(LoraError::NotAnAdapter(
+                "general.type must be \"adapter\" and adapter.type \"lora\"".into(),
+            ));
+        }
+        let arch = text("general.architecture").unwrap_or("");
+        let model_arch = model.config().arch.name();
+        if arch != model_arch {
+            return Err(LoraError::WrongArchitecture {
+                adapter: arch.into(),
+                model: model_arch.into(),
+            });
+        }
+        let alpha = file
+            .get("adapter.lora.alpha")
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| LoraError::NotAnAdapter("adapter.lora.alpha is missing".into()))? as f32;
+        let mut tensors: BTreeMap<&str, _> = file.tensors().iter().map(|t| (t.name, t)).collect();
+        let mut layers = vec![LayerLora::default(); model.layers().len()];
+        for (index, layer) in model.layers().iter().enumerate() {
+            for projection in Projection::ALL {
+                let base = format!("blk.{index}.{}.weight", projection.tensor());
+                let (a_name, b_name) = (format!("{base}.lora_a"), format!("{base}.lora_b"));
+                let (a, b) = match (tensors.remove(a_name.as_str()), tensors.remove(b_name.as_str())) {
+                    (None, None) => continue,
+                    (Some(a), Some(b)) => (a, b),
+                    (a, _) => {
+                        let missing = if a.is_none() { a_name } else { b_name };
+                        return Err(LoraError::BadTensor {
+                            name: missing,
+                            why: "its partner is there but it is not".into(),
+                        });
+                    }
+                };
+                let w = projection.weights(layer);
+                let bad = |name: &str, why: String| LoraError::BadTensor { name: name.into(), why };
+                let rank = a.shape().get(1).copied().unwrap_or(0);
+                if a.shape() != [w.n_in, rank] || rank == 0 {
+                    return Err(bad(
+                        &a_name,
+                        format!("shape {:?}, expected [{}, rank]", a.shape(), w.n_in),
+                    ));
+                }
+                if b.shape() != [rank, w.n_out] {
+                    return Err(bad(
+                        &b_name,
+                        format!("shape {:?}, expected [{rank}, {}]", b.shape(), w.n_out),
+                    ));
+                }
+                let decode = |name: &str, t: &hearth_kernel::gguf::TensorView<'_>| {
+                    if !matches!(t.dtype, GgmlType::F32 | GgmlType::F16) {
+                        return Err(bad(name, format!("type {} (adapters are F32 or F16)", t.dtype)));
+                    }
+                    let mut out = vec![0.0; t.n_elems()];
+                    quant::dequantize(t.dtype, t.data, &mut out).map_err(|e| bad(name, e.to_string()))?;
+                    Ok(out)
+                };
+                layers[index].0[projection as usize] = Some(LoraPair {
+                    n_in: w.n_in,
+                    n_out: w.n_out,
+                    rank,
+                    a: decode(&a_name, a)?,
+                    b: decode(&b_name, b)?,
+                });
+            }
+        }
+        if let Some(name) = tensors.keys().next() {
+            return Err(LoraError::BadTensor {
+                name: (*name).into(),
+                why: "adapts nothing hearth knows in this model".into(),
+            });
+        }
+        Ok(LoraAdapter { alpha, layers })
+    }
+
+    /// Writes the adapter, as F32, in llama.cpp's format for a base model of architecture `arch` (a GGUF
+    /// `general.architecture` name). Written atomically: a crash leaves the old file or the new one.
+    pub fn save(&self, path: &Path, arch: &str) -> Result<(), LoraError> {
+        let metadata = [
+            MetadataEntry {
+                key: "general.type",
+                value: Value::String("adapter"),
+            },
+            MetadataEntry {
+                key: "general.architecture",
+                value: Value::String(arch),
+            },
+            MetadataEntry {
+                key: "adapter.type",
+                value: Value::String("lora"),
+            },
+            MetadataEntry {
+                key: "adapter.lora.alpha",
+                value: Value::F32(self.alpha),
+            },
+        ];
+        let mut specs = Vec::new();
+        for (block, projection, pair) in self.pairs() {
+            let base = format!("blk.{block}.{}.weight", projection.tensor());
+            specs.push(TensorSpec {
+                name: format!("{base}.lora_a"),
+                dtype: GgmlType::F32,
+                ne: vec![pair.n_in, pair.rank],
+            });
+            specs.push(TensorSpec {
+                name: format!("{base}.lora_b"),
+                dtype: GgmlType::F32,
+                ne: vec![pair.rank, pair.n_out],
+            });
+        }
+        let mut writer = GgufWriter::new(Vec::new(), &metadata, &specs)?;
+        for tensor in self.tensors() {
+            writer.write_tensor(bytemuck::cast_slice(tensor))?;
+        }
+        crate::fsutil::write_atomic(path, &writer.finish()?)?;
+        Ok(())
+    }
+}
