@@ -44,6 +44,11 @@ pub enum LoraError {
     Io(#[from] std::io::Error),
 }
 
+/// The name of the weight a pair adapts (its tensors append `.lora_a` and `.lora_b`).
+pub fn adapted_weight(block: usize, projection: Projection) -> String {
+    format!("blk.{block}.{}.weight", projection.tensor())
+}
+
 /// One pair on a frozen weight `W: [n_out, n_in]`: `y = x·Wᵀ + scale · (x·Aᵀ)·Bᵀ`, with `A: [rank, n_in]` and
 /// `B: [n_out, rank]` row-major in f32 (the layouts of the file's `lora_a` and `lora_b`).
 #[derive(Clone, Debug, PartialEq)]
@@ -216,7 +221,7 @@ impl LoraAdapter {
         let mut layers = vec![LayerLora::default(); model.layers().len()];
         for (index, layer) in model.layers().iter().enumerate() {
             for projection in Projection::ALL {
-                let base = format!("blk.{index}.{}.weight", projection.tensor());
+                let base = adapted_weight(index, projection);
                 let (a_name, b_name) = (format!("{base}.lora_a"), format!("{base}.lora_b"));
                 let (a, b) = match (tensors.remove(a_name.as_str()), tensors.remove(b_name.as_str())) {
                     (None, None) => continue,
@@ -261,19 +266,46 @@ impl LoraAdapter {
                 });
             }
         }
-        if let Some(name) = tensors.keys().next() {
+        // Pairs that adapt something else (the embedding table, a block the model lacks) would be silently lost.
+        if let Some(name) = tensors
+            .keys()
+            .find(|n| n.ends_with(".lora_a") || n.ends_with(".lora_b"))
+        {
             return Err(LoraError::BadTensor {
                 name: (*name).into(),
-                why: "adapts nothing hearth knows in this model".into(),
+                why: "adapts nothing hearth can adapt in this model".into(),
             });
         }
         Ok(LoraAdapter { alpha, layers })
     }
 
+    /// The file's name of each trainable tensor, in [`LoraAdapter::tensors`] order, with its GGUF shape.
+    pub fn tensor_names(&self) -> impl Iterator<Item = (String, [usize; 2])> {
+        self.pairs().flat_map(|(block, projection, pair)| {
+            let base = adapted_weight(block, projection);
+            [
+                (format!("{base}.lora_a"), [pair.n_in, pair.rank]),
+                (format!("{base}.lora_b"), [pair.rank, pair.n_out]),
+            ]
+        })
+    }
+
     /// Writes the adapter, as F32, in llama.cpp's format for a base model of architecture `arch` (a GGUF
     /// `general.architecture` name). Written atomically: a crash leaves the old file or the new one.
     pub fn save(&self, path: &Path, arch: &str) -> Result<(), LoraError> {
-        let metadata = [
+        self.save_with(path, arch, &[], &[])
+    }
+
+    /// [`LoraAdapter::save`], adding `metadata` and 1-D f32 `tensors` (named so they are not pairs: readers of
+    /// adapters skip them), such as a training checkpoint's state.
+    pub fn save_with(
+        &self,
+        path: &Path,
+        arch: &str,
+        metadata: &[MetadataEntry<'_>],
+        tensors: &[(String, &[f32])],
+    ) -> Result<(), LoraError> {
+        let mut entries = vec![
             MetadataEntry {
                 key: "general.type",
                 value: Value::String("adapter"),
@@ -291,23 +323,20 @@ impl LoraAdapter {
                 value: Value::F32(self.alpha),
             },
         ];
-        let mut specs = Vec::new();
-        for (block, projection, pair) in self.pairs() {
-            let base = format!("blk.{block}.{}.weight", projection.tensor());
-            specs.push(TensorSpec {
-                name: format!("{base}.lora_a"),
+        entries.extend_from_slice(metadata);
+        let pairs = self.tensor_names().map(|(name, ne)| (name, ne.to_vec()));
+        let extra = tensors.iter().map(|(name, data)| (name.clone(), vec![data.len()]));
+        let specs: Vec<TensorSpec> = pairs
+            .chain(extra)
+            .map(|(name, ne)| TensorSpec {
+                name,
                 dtype: GgmlType::F32,
-                ne: vec![pair.n_in, pair.rank],
-            });
-            specs.push(TensorSpec {
-                name: format!("{base}.lora_b"),
-                dtype: GgmlType::F32,
-                ne: vec![pair.rank, pair.n_out],
-            });
-        }
-        let mut writer = GgufWriter::new(Vec::new(), &metadata, &specs)?;
-        for tensor in self.tensors() {
-            writer.write_tensor(bytemuck::cast_slice(tensor))?;
+                ne,
+            })
+            .collect();
+        let mut writer = GgufWriter::new(Vec::new(), &entries, &specs)?;
+        for data in self.tensors().chain(tensors.iter().map(|(_, data)| *data)) {
+            writer.write_tensor(bytemuck::cast_slice(data))?;
         }
         crate::fsutil::write_atomic(path, &writer.finish()?)?;
         Ok(())

@@ -5,12 +5,15 @@ use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::Projection;
 use hearth_runtime::model::{Logits, Model, Scratch};
+use hearth_runtime::template::ChatTemplate;
 use hearth_runtime::tokenizer::Tokenizer;
 use hearth_runtime::{ModelFile, NoProgress, Store};
 use hearth_trainer::adapter::fresh_adapter;
 use hearth_trainer::optim::{AdamW, Schedule, clip_gradients};
 use hearth_trainer::rng::Rng;
 use hearth_trainer::step::{Example, Memory, Trainee};
+use hearth_trainer::train::{Run, TrainOptions};
+use hearth_trainer::{checkpoint, data};
 
 const TEXT: &str = include_str!("../../testdata/perplexity/textwrap.py.txt");
 const MODEL: &str = "smollm2-135m-instruct";
@@ -79,7 +82,11 @@ fn a_saved_adapter_loads_back_and_the_runtime_applies_it_as_training_computes_it
     assert_eq!(loaded, adapter);
     // What does not fit is refused with the reason.
     let error = |gguf| LoraAdapter::from_gguf(gguf, &model).unwrap_err().to_string();
-    assert!(error(file.gguf()).starts_with("not a LoRA adapter"), "{}", error(file.gguf()));
+    assert!(
+        error(file.gguf()).starts_with("not a LoRA adapter"),
+        "{}",
+        error(file.gguf())
+    );
     let other = dir.path().join("qwen.gguf");
     adapter.save(&other, "qwen2").unwrap();
     let other = ModelFile::open(&other).unwrap();
@@ -169,4 +176,111 @@ fn training_on_the_first_part_of_a_file_lowers_the_loss_on_its_last_part() {
         // Measured: 3.271 → 3.002 nats per token.
         assert!(after < before - 0.1, "held-out loss {before:.4} → {after:.4}");
     });
+}
+
+fn options(total_steps: u64) -> TrainOptions {
+    TrainOptions {
+        rank: 4,
+        alpha: 8.0,
+        targets: vec![Projection::Q, Projection::V, Projection::Down],
+        batch: 2,
+        grad_accum: 1,
+        lr: 1e-3,
+        warmup: 1,
+        total_steps,
+        max_grad_norm: 1.0,
+        weight_decay: 0.01,
+        seed: 11,
+        memory: Memory::Checkpointed,
+    }
+}
+
+#[test]
+fn a_run_resumed_from_a_checkpoint_continues_exactly() {
+    with_model(|model, tokens| {
+        let examples = windows(&tokens[..400], 24);
+        let straight = {
+            let mut run = Run::new(model, Isa::best(), &examples, options(4));
+            for _ in 0..4 {
+                run.step().unwrap();
+            }
+            (run.adapter.clone(), run.progress.clone())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.checkpoint.gguf");
+        let arch = model.config().arch.name();
+        {
+            let mut run = Run::new(model, Isa::best(), &examples, options(4));
+            run.step().unwrap();
+            run.step().unwrap();
+            checkpoint::save(&path, arch, "test run", &run.adapter, &run.optimizer, &run.progress).unwrap();
+        }
+        let error = checkpoint::load(&path, model, "other run", 0.01)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("made with test run, not other run"), "{error}");
+        let (adapter, optimizer, state) = checkpoint::load(&path, model, "test run", 0.01).unwrap();
+        assert_eq!((state.step, state.cursor, state.losses.len()), (2, 4, 2));
+        let mut run = Run::resume(model, Isa::best(), &examples, options(4), adapter, optimizer, state);
+        run.step().unwrap();
+        run.step().unwrap();
+        assert_eq!(run.progress, straight.1);
+        assert_eq!(run.adapter, straight.0);
+    });
+}
+
+#[test]
+fn data_from_a_project_a_conversation_file_and_a_text() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
+    let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("pkg")).unwrap();
+    let module = "def area(w, h):\n    return w * h\n\n\nclass Box:\n    def volume(self):\n        return 1\n";
+    std::fs::write(project.join("pkg/shapes.py"), module).unwrap();
+    // The same file twice: its definitions count once.
+    std::fs::write(project.join("pkg/copy.py"), module).unwrap();
+    let built = data::build(&project, &tokenizer, &template, 64, 0.05, &mut NoProgress).unwrap();
+    assert_eq!((built.report.kind, built.report.files), ("project", 2));
+    // Definitions: `area`, `Box` (its own lines) and `volume`, each once: files are walked in path order, so the
+    // copy comes first and keeps them.
+    assert_eq!(
+        (built.report.samples, built.report.duplicates),
+        (3, 3),
+        "{:?}",
+        built.report
+    );
+    let text: String = built.train.iter().map(|e| tokenizer.decode(&e.inputs)).collect();
+    assert!(
+        text.contains("pkg/copy.py\ndef area(w, h):") && !text.contains("shapes.py"),
+        "{text}"
+    );
+
+    let jsonl = dir.path().join("chats.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Name a prime.\"}, {\"role\": \"assistant\", \"content\": \"Seven.\"}]}\n\n{\"text\": \"plain words\"}\n",
+    )
+    .unwrap();
+    let built = data::build(&jsonl, &tokenizer, &template, 256, 0.0, &mut NoProgress).unwrap();
+    assert_eq!((built.report.kind, built.report.samples), ("conversations", 2));
+    // Only the assistant's turn (and its end marker) is learned from the conversation, all of the text.
+    let example = &built.train[0];
+    let learned: Vec<u32> = example.targets.iter().flatten().copied().collect();
+    let learned_text = tokenizer.decode(&learned);
+    assert!(
+        learned_text.contains("Seven.") && !learned_text.contains("Name a prime"),
+        "{learned_text}"
+    );
+    assert!(learned_text.contains("plain words"), "{learned_text}");
+
+    std::fs::write(&jsonl, "{\"messages\": [{\"role\": \"user\"}]}\n").unwrap();
+    let error = data::build(&jsonl, &tokenizer, &template, 256, 0.0, &mut NoProgress).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("line 1: each message needs a \"role\" and a \"content\" string"),
+        "{error}"
+    );
 }

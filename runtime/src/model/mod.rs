@@ -359,7 +359,7 @@ impl<'a> Model<'a> {
             let w = self.layers.get(block).map(|layer| projection.weights(layer));
             if w.is_none_or(|w| (w.n_in, w.n_out) != (pair.n_in, pair.n_out)) {
                 return Err(LoraError::BadTensor {
-                    name: format!("blk.{block}.{}.weight", projection.tensor()),
+                    name: crate::lora::adapted_weight(block, projection),
                     why: "the adapter does not fit this model's weight".into(),
                 });
             }
