@@ -59,6 +59,8 @@ enum Command {
     Map(cmd::map::MapArgs),
     /// Measure prompt and generation speed (llama-bench's workloads).
     Bench(cmd::bench::BenchArgs),
+    /// Train a LoRA adapter on a project, conversations or text (llama.cpp's adapter format; use it with --lora).
+    Train(cmd::train::TrainArgs),
     /// Measure a model's perplexity over a text file (llama.cpp's method).
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Show how the model's tokenizer splits a text into tokens.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Chat(args) => cmd::chat::run(args),
+        Command::Train(args) => cmd::train::run(args),
         Command::Explain(args) => cmd::presets::explain(args),
         Command::Debug(args) => cmd::presets::debug(args),
         Command::Gen(args) => cmd::presets::gen_code(args),

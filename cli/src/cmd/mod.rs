@@ -17,3 +17,4 @@ pub mod run;
 pub mod search;
 pub mod serve;
 pub mod tokenize;
+pub mod train;

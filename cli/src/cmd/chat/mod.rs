@@ -191,7 +191,8 @@ impl Interrupt {
         self.0.store(false, Ordering::SeqCst);
     }
 
-    fn is_set(&self) -> bool {
+    /// Whether Ctrl-C was pressed since the last reset.
+    pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }

@@ -1,0 +1,124 @@
+//! `hearth train` as a user runs it: on a small project with SmolLM2-135M, then the adapter in `hearth run`, a
+//! resumed run, and the errors for what cannot work.
+
+mod common;
+
+use common::hearth_in;
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+#[test]
+fn trains_an_adapter_on_a_project_resumes_it_and_runs_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("shop");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("src/cart.py"),
+        "def total(items):\n    return sum(i.price * i.count for i in items)\n\n\ndef empty(items):\n    \
+         return not items\n\n\nclass Cart:\n    def __init__(self):\n        self.items = []\n\n    def add(self, \
+         item):\n        self.items.append(item)\n",
+    )
+    .unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "-m",
+            MODEL,
+            "--data",
+            "shop",
+            "-o",
+            "cart.gguf",
+            "--seq-len",
+            "16",
+            "--grad-accum",
+            "1",
+            "--rank",
+            "2",
+            "--targets",
+            "q,v",
+        ];
+        args.extend_from_slice(extra);
+        hearth_in(dir.path(), &args)
+    };
+    let (ok, _, err) = train(&["--max-steps", "2"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("data: project shop — 1 file(s), 5 sample(s)"), "{err}");
+    assert!(err.contains("trained 2 steps"), "{err}");
+    for file in ["cart.gguf", "cart.checkpoint.gguf", "cart.loss.svg"] {
+        assert!(dir.path().join(file).is_file(), "{file} is missing: {err}");
+    }
+
+    // The checkpoint carries the run on, and only a run with the same options may take it.
+    let (ok, _, err) = train(&["--max-steps", "3", "--resume"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("resuming at step 2") && err.contains("trained 1 steps"),
+        "{err}"
+    );
+    let (ok, _, err) = train(&["--max-steps", "4", "--resume", "--lr", "1e-3"]);
+    assert!(
+        !ok && err.contains("the checkpoint was made with") && err.contains("lr 0.0002"),
+        "{err}"
+    );
+
+    let (ok, out, err) = hearth_in(
+        dir.path(),
+        &[
+            "run",
+            "-m",
+            MODEL,
+            "--lora",
+            "cart.gguf:0.5",
+            "-p",
+            "def total(",
+            "-n",
+            "4",
+        ],
+    );
+    assert!(ok && !out.is_empty(), "{err}");
+    let (ok, _, err) = hearth_in(
+        dir.path(),
+        &["run", "-m", MODEL, "--lora", "cart.loss.svg", "-p", "x", "-n", "1"],
+    );
+    assert!(!ok && err.contains("cart.loss.svg"), "{err}");
+}
+
+#[test]
+fn refuses_unknown_targets_and_missing_data_before_loading_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = hearth_in(
+        dir.path(),
+        &[
+            "train",
+            "-m",
+            MODEL,
+            "--data",
+            "x.txt",
+            "-o",
+            "a.gguf",
+            "--targets",
+            "q,ffn",
+        ],
+    );
+    assert!(
+        !ok && err.contains("unknown projection 'ffn' (known: q, k, v, o, gate, up, down)"),
+        "{err}"
+    );
+    let (ok, _, err) = hearth_in(dir.path(), &["train", "-m", MODEL, "--data", "x.txt", "-o", "a.gguf"]);
+    assert!(!ok && err.contains("x.txt"), "{err}");
+    let (ok, _, err) = hearth_in(
+        dir.path(),
+        &[
+            "train",
+            "-m",
+            MODEL,
+            "--data",
+            "x.txt",
+            "-o",
+            "a.gguf",
+            "--time-budget",
+            "8",
+        ],
+    );
+    assert!(!ok && err.contains("give a positive duration with its unit"), "{err}");
+}
