@@ -122,3 +122,64 @@ fn refuses_unknown_targets_and_missing_data_before_loading_anything() {
     );
     assert!(!ok && err.contains("give a positive duration with its unit"), "{err}");
 }
+
+#[test]
+fn a_run_killed_at_any_moment_resumes_from_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..60)
+        .map(|i| format!("def f{i}(x):\n    return x * {i}\n\n"))
+        .collect();
+    std::fs::write(dir.path().join("code.txt"), text).unwrap();
+    let args = [
+        "train",
+        "-m",
+        MODEL,
+        "--data",
+        "code.txt",
+        "-o",
+        "code.gguf",
+        "--seq-len",
+        "16",
+        "--grad-accum",
+        "1",
+        "--rank",
+        "2",
+        "--targets",
+        "v",
+        "--checkpoint-every",
+        "1",
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .args(["--max-steps", "1000"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL: no chance to clean up) once a few checkpoints have been written over one another.
+    let checkpoint = dir.path().join("code.checkpoint.gguf");
+    let mut seen = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while seen.len() < 3 && std::time::Instant::now() < deadline {
+        if let Ok(meta) = std::fs::metadata(&checkpoint) {
+            seen.insert(meta.modified().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen.len() >= 3, "no checkpoints within 5 minutes");
+    // The same options resume (asking for no more steps than it has, so it stops at once).
+    let mut resumed = args.to_vec();
+    resumed.extend(["--max-steps", "1", "--resume"]);
+    let (ok, _, err) = hearth_in(dir.path(), &resumed);
+    assert!(ok, "{err}");
+    let step: u64 = err
+        .split("resuming at step ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(step >= 2, "{err}");
+    assert!(err.contains("trained 0 steps"), "{err}");
+}
