@@ -40,6 +40,25 @@ fn trains_an_adapter_on_a_project_resumes_it_and_runs_with_it() {
         args.extend_from_slice(extra);
         hearth_in(dir.path(), &args)
     };
+    // The mined samples, for a GPU trainer: one `{"text": …}` per definition, headed by its path.
+    let (ok, _, err) = hearth_in(
+        dir.path(),
+        &["train", "--data", "shop", "--export-dataset", "shop.jsonl"],
+    );
+    assert!(ok && err.contains("wrote 5 sample(s) of project shop"), "{err}");
+    let jsonl = std::fs::read_to_string(dir.path().join("shop.jsonl")).unwrap();
+    let texts: Vec<String> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts.len(), 5);
+    assert!(texts[0].starts_with("src/cart.py\ndef total(items):"), "{texts:?}");
+
     let (ok, _, err) = train(&["--max-steps", "2"]);
     assert!(ok, "{err}");
     assert!(err.contains("data: project shop — 1 file(s), 5 sample(s)"), "{err}");

@@ -43,6 +43,14 @@ pub enum DataError {
         /// What is wrong with it.
         why: String,
     },
+    /// A conversation the model's chat template cannot render.
+    #[error("conversation {index}: the chat template cannot render it: {why}")]
+    Template {
+        /// 1-based position among the documents.
+        index: usize,
+        /// The template's error.
+        why: String,
+    },
     /// Walking a project.
     #[error(transparent)]
     Project(#[from] hearth_runtime::retrieval::RetrievalError),
@@ -117,29 +125,24 @@ pub fn build(
     held_out_share: f64,
     progress: &mut dyn Progress,
 ) -> Result<Dataset, DataError> {
-    let io = |source| DataError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut duplicates = 0;
-    let (kind, files, samples) = if path.is_dir() {
-        let (files, samples, repeated) = project_samples(path, tokenizer, progress)?;
-        duplicates = repeated;
-        ("project", files, samples)
-    } else {
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let samples = if path.extension().is_some_and(|e| e == "jsonl") {
-            jsonl_samples(path, &text, tokenizer, template, progress)?
-        } else {
-            vec![Sample::all_learned(tokenizer.encode(&text, false, false))]
+    let Documents {
+        kind,
+        files,
+        documents,
+        mut duplicates,
+    } = documents(path, progress)?;
+    progress.stage("tokenizing", Some(documents.len() as u64), Unit::Items);
+    let mut samples = Vec::with_capacity(documents.len());
+    for (index, document) in documents.iter().enumerate() {
+        progress.advance(1);
+        let sample = match document {
+            Document::Text(text) => Sample::all_learned(tokenizer.encode(text, false, false)),
+            Document::Conversation(messages) => conversation(messages, tokenizer, template)
+                .map_err(|why| DataError::Template { index: index + 1, why })?,
         };
-        let kind = if path.extension().is_some_and(|e| e == "jsonl") {
-            "conversations"
-        } else {
-            "text"
-        };
-        (kind, 1, samples)
-    };
+        samples.push(sample);
+    }
+    progress.finish_stage();
     let mut seen = HashSet::new();
     let before = samples.len();
     let samples: Vec<Sample> = samples
@@ -223,24 +226,77 @@ fn pack(samples: &[Sample], separator: Option<u32>, seq_len: usize) -> Vec<Examp
         .collect()
 }
 
-/// Each definition of each file of the project at `root`, headed by its path, and how many were left out as copies
-/// of earlier ones (vendored or copied code, whatever its path).
-fn project_samples(
-    root: &Path,
-    tokenizer: &Tokenizer,
-    progress: &mut dyn Progress,
-) -> Result<(usize, Vec<Sample>, usize), DataError> {
+/// A sample as the data holds it, before tokenization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Document {
+    /// Text to learn whole.
+    Text(String),
+    /// A conversation, of which the assistant's turns are learned.
+    Conversation(Vec<Message>),
+}
+
+impl Document {
+    /// The document as one line of the JSONL that GPU trainers (TRL, axolotl, Unsloth) read: `{"text": …}` or
+    /// `{"messages": […]}`.
+    pub fn to_json_line(&self) -> String {
+        match self {
+            Document::Text(text) => serde_json::json!({ "text": text }).to_string(),
+            Document::Conversation(messages) => serde_json::json!({ "messages": messages }).to_string(),
+        }
+    }
+}
+
+/// The documents of a data path, before tokenization.
+#[derive(Clone, Debug, Default)]
+pub struct Documents {
+    /// What the source was (`project`, `conversations`, `text`).
+    pub kind: &'static str,
+    /// Files read.
+    pub files: usize,
+    /// The documents, in the order the data holds them.
+    pub documents: Vec<Document>,
+    /// Documents left out as copies of earlier ones.
+    pub duplicates: usize,
+}
+
+/// Reads the documents of `path`: a project directory, a `.jsonl` file, or a text file.
+pub fn documents(path: &Path, progress: &mut dyn Progress) -> Result<Documents, DataError> {
+    if path.is_dir() {
+        return project_documents(path, progress);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        return Ok(Documents {
+            kind: "conversations",
+            files: 1,
+            documents: jsonl_documents(path, &text)?,
+            duplicates: 0,
+        });
+    }
+    Ok(Documents {
+        kind: "text",
+        files: 1,
+        documents: vec![Document::Text(text)],
+        duplicates: 0,
+    })
+}
+
+/// Each definition of each file of the project at `root`, headed by its path, leaving out copies of earlier ones
+/// (vendored or copied code, whatever its path).
+fn project_documents(root: &Path, progress: &mut dyn Progress) -> Result<Documents, DataError> {
     let (project, _) = Project::index(root, progress)?;
     let files = project.files();
     progress.stage("mining definitions", Some(files.len() as u64), Unit::Items);
-    let (mut samples, mut seen, mut duplicates) = (Vec::new(), HashSet::new(), 0);
+    let (mut documents, mut seen, mut duplicates) = (Vec::new(), HashSet::new(), 0);
     for file in files {
         progress.advance(1);
         if file.skipped.is_some() {
             continue;
         }
-        let path = root.join(&file.path);
-        let Ok(source) = std::fs::read_to_string(&path) else {
+        let Ok(source) = std::fs::read_to_string(root.join(&file.path)) else {
             continue;
         };
         for chunk in &file.outline.chunks {
@@ -258,27 +314,22 @@ fn project_samples(
                 duplicates += 1;
                 continue;
             }
-            let sample = format!("{}\n{text}", file.path);
-            samples.push(Sample::all_learned(tokenizer.encode(&sample, false, false)));
+            documents.push(Document::Text(format!("{}\n{text}", file.path)));
         }
     }
     progress.finish_stage();
-    Ok((files.len(), samples, duplicates))
+    Ok(Documents {
+        kind: "project",
+        files: files.len(),
+        documents,
+        duplicates,
+    })
 }
 
-/// The samples of a JSONL file: conversations (learning the assistant's turns) and texts.
-fn jsonl_samples(
-    path: &Path,
-    text: &str,
-    tokenizer: &Tokenizer,
-    template: &ChatTemplate,
-    progress: &mut dyn Progress,
-) -> Result<Vec<Sample>, DataError> {
-    let lines: Vec<&str> = text.lines().collect();
-    progress.stage("tokenizing conversations", Some(lines.len() as u64), Unit::Items);
-    let mut samples = Vec::new();
-    for (index, line) in lines.iter().enumerate() {
-        progress.advance(1);
+/// The documents of a JSONL file: conversations and texts, one per non-blank line.
+fn jsonl_documents(path: &Path, text: &str) -> Result<Vec<Document>, DataError> {
+    let mut documents = Vec::new();
+    for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
@@ -289,7 +340,7 @@ fn jsonl_samples(
         };
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         if let Some(text) = value.get("text").and_then(|t| t.as_str()) {
-            samples.push(Sample::all_learned(tokenizer.encode(text, false, false)));
+            documents.push(Document::Text(text.to_owned()));
             continue;
         }
         let messages: Vec<Message> = value
@@ -305,10 +356,12 @@ fn jsonl_samples(
                 }
             })
             .collect::<Result<_, _>>()?;
-        samples.push(conversation(&messages, tokenizer, template).map_err(bad)?);
+        if !messages.iter().any(|m| m.role == "assistant") {
+            return Err(bad("the conversation has no assistant message to learn".into()));
+        }
+        documents.push(Document::Conversation(messages));
     }
-    progress.finish_stage();
-    Ok(samples)
+    Ok(documents)
 }
 
 /// A conversation's tokens, learning each assistant turn: the tokens between the prompt that asks for it
@@ -327,9 +380,6 @@ fn conversation(messages: &[Message], tokenizer: &Tokenizer, template: &ChatTemp
         let start = encode(&messages[..k], true)?.len();
         let end = encode(&messages[..=k], false)?.len().min(tokens.len());
         learned[start.min(end)..end].fill(true);
-    }
-    if !learned.contains(&true) {
-        return Err("the conversation has no assistant message to learn".into());
     }
     Ok(Sample { tokens, learned })
 }

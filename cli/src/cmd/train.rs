@@ -29,8 +29,17 @@ pub struct TrainArgs {
     data: PathBuf,
     /// Where to write the adapter (llama.cpp's LoRA GGUF; use it with --lora). Its checkpoint and loss curve go
     /// next to it (NAME.checkpoint.gguf, NAME.loss.svg).
-    #[arg(short = 'o', long = "out", value_name = "ADAPTER.gguf")]
-    out: PathBuf,
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "ADAPTER.gguf",
+        required_unless_present = "export_dataset"
+    )]
+    out: Option<PathBuf>,
+    /// Do not train: write the samples mined from --data as JSONL for GPU trainers (TRL, axolotl, Unsloth):
+    /// `{"text": …}` per definition or text, `{"messages": […]}` per conversation.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "out")]
+    export_dataset: Option<PathBuf>,
     /// Rank of each adapter pair.
     #[arg(long, default_value_t = 8)]
     rank: usize,
@@ -139,8 +148,41 @@ fn peak_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Writes the documents of `data` as JSONL to `out`.
+fn export_dataset(data: &Path, out: &Path) -> anyhow::Result<()> {
+    let found = data::documents(data, &mut Bars::default())
+        .with_context(|| format!("reading training data from {}", data.display()))?;
+    let mut jsonl = String::new();
+    for document in &found.documents {
+        jsonl.push_str(&document.to_json_line());
+        jsonl.push('\n');
+    }
+    hearth_runtime::fsutil::write_atomic(out, jsonl.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "wrote {} sample(s) of {} {} ({} file(s){}) to {}",
+        found.documents.len(),
+        found.kind,
+        data.display(),
+        found.files,
+        if found.duplicates > 0 {
+            format!(", {} copies left out", found.duplicates)
+        } else {
+            String::new()
+        },
+        out.display()
+    );
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     args.threads.apply()?;
+    anyhow::ensure!(args.data.exists(), "--data: {} does not exist", args.data.display());
+    let out = match (&args.export_dataset, &args.out) {
+        (Some(export), _) => return export_dataset(&args.data, export),
+        (None, Some(out)) => out,
+        (None, None) => anyhow::bail!("--out is required"),
+    };
     anyhow::ensure!(args.rank > 0, "--rank must be at least 1");
     anyhow::ensure!(args.seq_len >= 8, "--seq-len must be at least 8");
     anyhow::ensure!(
@@ -153,11 +195,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "--held-out must be a share below 0.5"
     );
     anyhow::ensure!(!args.targets.is_empty(), "--targets names no projection");
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         anyhow::ensure!(parent.is_dir(), "{} is not a directory", parent.display());
     }
-    anyhow::ensure!(args.data.exists(), "--data: {} does not exist", args.data.display());
-    let checkpoint_path = beside(&args.out, "checkpoint.gguf");
+    let checkpoint_path = beside(out, "checkpoint.gguf");
     anyhow::ensure!(
         !args.resume || checkpoint_path.exists(),
         "--resume: there is no checkpoint at {}",
@@ -343,9 +384,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     save_checkpoint(&run)?;
     run.adapter
-        .save(&args.out, arch)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    let curve = beside(&args.out, "loss.svg");
+        .save(out, arch)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let curve = beside(out, "loss.svg");
     hearth_runtime::fsutil::write_atomic(&curve, loss_curve_svg(&run.progress.losses).as_bytes())
         .with_context(|| format!("writing {}", curve.display()))?;
 
@@ -380,7 +421,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     eprintln!(
         "adapter: {} (use it with --lora {0}); loss curve: {}; checkpoint: {}{}",
-        args.out.display(),
+        out.display(),
         curve.display(),
         checkpoint_path.display(),
         if stopped_early { " (continue with --resume)" } else { "" }
