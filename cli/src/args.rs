@@ -51,19 +51,26 @@ pub struct LoraArg {
 }
 
 impl LoraArg {
+    /// Each adapter file with its scale: `FILE:SCALE` when what follows the last colon is a number, otherwise the
+    /// whole text is the file (scale 1).
+    pub fn specs(&self) -> Vec<(PathBuf, f32)> {
+        self.lora
+            .iter()
+            .map(|spec| match spec.rsplit_once(':').map(|(p, s)| (p, s.parse::<f32>())) {
+                Some((path, Ok(scale))) if scale.is_finite() => (PathBuf::from(path), scale),
+                _ => (PathBuf::from(spec), 1.0),
+            })
+            .collect()
+    }
+
     /// Loads the model in `file` with every adapter attached.
     pub fn load<'f>(&self, file: &'f ModelFile) -> anyhow::Result<Model<'f>> {
         let mut model = Model::load(file).context("loading the model")?;
-        for spec in &self.lora {
-            // `FILE:SCALE` when what follows the last colon is a number; otherwise the whole text is the file.
-            let (path, scale) = match spec.rsplit_once(':').map(|(p, s)| (p, s.parse::<f32>())) {
-                Some((path, Ok(scale))) if scale.is_finite() => (path, scale),
-                _ => (spec.as_str(), 1.0),
-            };
-            let adapter = ModelFile::open(path).with_context(|| format!("opening the adapter {path}"))?;
+        for (path, scale) in self.specs() {
+            let adapter = ModelFile::open(&path).with_context(|| format!("opening the adapter {}", path.display()))?;
             LoraAdapter::from_gguf(adapter.gguf(), &model)
                 .and_then(|lora| model.attach_lora(lora, scale))
-                .with_context(|| format!("the adapter {path} does not fit {}", file.path().display()))?;
+                .with_context(|| format!("the adapter {} does not fit {}", path.display(), file.path().display()))?;
         }
         Ok(model)
     }

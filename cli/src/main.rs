@@ -61,6 +61,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Train a LoRA adapter on a project, conversations or text (llama.cpp's adapter format; use it with --lora).
     Train(cmd::train::TrainArgs),
+    /// Bake LoRA adapters into a model's weights and re-encode it (runs anywhere without --lora).
+    Merge(cmd::quantize::MergeArgs),
     /// Measure a model's perplexity over a text file (llama.cpp's method).
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Show how the model's tokenizer splits a text into tokens.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Chat(args) => cmd::chat::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Merge(args) => cmd::quantize::merge(args),
         Command::Explain(args) => cmd::presets::explain(args),
         Command::Debug(args) => cmd::presets::debug(args),
         Command::Gen(args) => cmd::presets::gen_code(args),

@@ -100,6 +100,17 @@ fn trains_an_adapter_on_a_project_resumes_it_and_runs_with_it() {
         &["run", "-m", MODEL, "--lora", "cart.loss.svg", "-p", "x", "-n", "1"],
     );
     assert!(!ok && err.contains("cart.loss.svg"), "{err}");
+
+    // Baked in, the adapter needs no --lora.
+    let (ok, _, err) = hearth_in(
+        dir.path(),
+        &["merge", "-m", MODEL, "--lora", "cart.gguf", "-o", "merged.gguf"],
+    );
+    assert!(ok && err.contains("wrote merged.gguf"), "{err}");
+    let (ok, out, err) = hearth_in(dir.path(), &["run", "-m", "merged.gguf", "-p", "def total(", "-n", "4"]);
+    assert!(ok && !out.is_empty(), "{err}");
+    let (ok, _, err) = hearth_in(dir.path(), &["merge", "-m", MODEL, "-o", "none.gguf"]);
+    assert!(!ok && err.contains("name at least one adapter"), "{err}");
 }
 
 #[test]

@@ -3,7 +3,11 @@
 //!
 //! Which tensors are quantized: 2-D (or larger) tensors whose names end in `weight`, except norms and MoE router
 //! weights. The rest are copied. A tensor that already has its target type is copied byte for byte.
+//!
+//! Merging a LoRA adapter ([`merge_file`]) is the same rewrite with each adapted weight's update `scale · B·A` added to
+//! its rows between decoding and encoding.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +17,8 @@ use hearth_kernel::gguf::{Gguf, GgufWriter, MetadataEntry, TensorSpec, TensorVie
 use hearth_kernel::quant;
 use rayon::prelude::*;
 
+use crate::lora::{LoraAdapter, LoraError, LoraPair, adapted_weight};
+use crate::model::{Model, ModelError};
 use crate::model_file::{ModelFile, OpenError};
 use crate::progress::{Progress, Unit};
 
@@ -129,6 +135,17 @@ pub enum QuantizeError {
         name: String,
         /// Its type.
         dtype: GgmlType,
+    },
+    /// The base model of a merge could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// An adapter to merge does not fit.
+    #[error("{path}: {source}")]
+    Lora {
+        /// The adapter file.
+        path: PathBuf,
+        /// What is wrong.
+        source: LoraError,
     },
     /// Input and output are the same file.
     #[error("the output would overwrite the input {0}")]
@@ -285,28 +302,85 @@ pub fn quantize_file(
     allow_requantize: bool,
     progress: &mut dyn Progress,
 ) -> Result<Vec<TensorPlan>, QuantizeError> {
-    if let (Ok(a), Ok(b)) = (fs::canonicalize(input), fs::canonicalize(output))
-        && a == b
-    {
-        return Err(QuantizeError::SameFile(a));
-    }
+    check_distinct(input, output)?;
     let model = ModelFile::open(input)?;
-    let file = model.gguf();
-    let plan = plan(file, preset);
-    check_plan(file, &plan, allow_requantize)?;
+    let plan = plan(model.gguf(), preset);
+    check_plan(model.gguf(), &plan, allow_requantize)?;
+    rewrite(model.gguf(), &plan, preset, &HashMap::new(), output, progress)?;
+    Ok(plan)
+}
 
+/// Updates to add to weights while they are rewritten: for each tensor name, low-rank pairs with their scales.
+type Updates<'a> = HashMap<String, Vec<(&'a LoraPair, f32)>>;
+
+/// Writes the model `input` with `adapters` (files, each with the user's scale) baked into its weights, re-encoded
+/// with `preset` (every adapted weight is re-encoded, whatever its type; the rest as [`quantize_file`] does, allowing
+/// re-quantization). Like llama.cpp's `export-lora`, so the result runs anywhere without the adapter.
+pub fn merge_file(
+    input: &Path,
+    adapters: &[(PathBuf, f32)],
+    output: &Path,
+    preset: Preset,
+    progress: &mut dyn Progress,
+) -> Result<Vec<TensorPlan>, QuantizeError> {
+    check_distinct(input, output)?;
+    let file = ModelFile::open(input)?;
+    let model = Model::load(&file)?;
+    let mut loaded = Vec::new();
+    for (path, scale) in adapters {
+        let lora = |source| QuantizeError::Lora {
+            path: path.clone(),
+            source,
+        };
+        let adapter_file = ModelFile::open(path)?;
+        loaded.push((
+            LoraAdapter::from_gguf(adapter_file.gguf(), &model).map_err(lora)?,
+            *scale,
+        ));
+    }
+    let mut updates: Updates<'_> = HashMap::new();
+    for (adapter, scale) in &loaded {
+        for (block, projection, pair) in adapter.pairs() {
+            let factor = scale * pair.scale(adapter.alpha);
+            updates
+                .entry(adapted_weight(block, projection))
+                .or_default()
+                .push((pair, factor));
+        }
+    }
+    let plan = plan(file.gguf(), preset);
+    check_plan(file.gguf(), &plan, true)?;
+    rewrite(file.gguf(), &plan, preset, &updates, output, progress)?;
+    Ok(plan)
+}
+
+fn check_distinct(input: &Path, output: &Path) -> Result<(), QuantizeError> {
+    match (fs::canonicalize(input), fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) if a == b => Err(QuantizeError::SameFile(a)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the output to `OUTPUT.gguf.partial` and renames it into place only when complete.
+fn rewrite(
+    file: &Gguf<'_>,
+    plan: &[TensorPlan],
+    preset: Preset,
+    updates: &Updates<'_>,
+    output: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(), QuantizeError> {
     let tmp = output.with_extension("gguf.partial");
     let write_error = |source| QuantizeError::Write {
         path: output.to_path_buf(),
         source,
     };
-    let result = write_output(file, &plan, preset, &tmp, progress).map_err(write_error);
+    let result = write_output(file, plan, preset, updates, &tmp, progress).map_err(write_error);
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fs::rename(&tmp, output).map_err(write_error)?;
-    Ok(plan)
+    fs::rename(&tmp, output).map_err(write_error)
 }
 
 fn check_plan(file: &Gguf<'_>, plan: &[TensorPlan], allow_requantize: bool) -> Result<(), QuantizeError> {
@@ -348,6 +422,7 @@ fn write_output(
     file: &Gguf<'_>,
     plan: &[TensorPlan],
     preset: Preset,
+    updates: &Updates<'_>,
     path: &Path,
     progress: &mut dyn Progress,
 ) -> std::io::Result<()> {
@@ -387,8 +462,9 @@ fn write_output(
         Unit::Bytes,
     );
     for (t, p) in tensors.iter().zip(plan) {
-        if p.converts() {
-            writer.write_tensor(&convert(t, p.to)?)?;
+        let update = updates.get(t.name);
+        if p.converts() || update.is_some() {
+            writer.write_tensor(&convert(t, p.to, update.map_or(&[], Vec::as_slice))?)?;
         } else {
             writer.write_tensor(t.data)?;
         }
@@ -400,8 +476,9 @@ fn write_output(
     out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Decodes a tensor to f32 and encodes it as `to`, row by row across threads.
-fn convert(t: &TensorView<'_>, to: GgmlType) -> std::io::Result<Vec<u8>> {
+/// Decodes a tensor to f32, adds `updates` (row `r` of a pair's `scale · B·A` is `scale · Σ_k B[r,k]·A[k,·]`) and
+/// encodes it as `to`, row by row across threads.
+fn convert(t: &TensorView<'_>, to: GgmlType, updates: &[(&LoraPair, f32)]) -> std::io::Result<Vec<u8>> {
     let invalid =
         |e: quant::QuantError| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", t.name));
     let (row_len, n_rows) = (t.row_len(), t.n_rows());
@@ -416,10 +493,19 @@ fn convert(t: &TensorView<'_>, to: GgmlType) -> std::io::Result<Vec<u8>> {
     let mut out = vec![0u8; out_row * n_rows];
     out.par_chunks_mut(out_row)
         .zip(t.data.par_chunks(in_row))
+        .enumerate()
         .try_for_each_init(
             || vec![0f32; row_len],
-            |row, (dst, src)| {
+            |row, (r, (dst, src))| {
                 quant::dequantize(t.dtype, src, row).map_err(invalid)?;
+                for (pair, scale) in updates {
+                    let b = &pair.b[r * pair.rank..][..pair.rank];
+                    for (&b, a) in b.iter().zip(pair.a.chunks_exact(pair.n_in)) {
+                        for (w, &a) in row.iter_mut().zip(a) {
+                            *w += scale * b * a;
+                        }
+                    }
+                }
                 quant::quantize(to, row, dst).map_err(invalid)
             },
         )?;

@@ -5,6 +5,7 @@ use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::Projection;
 use hearth_runtime::model::{Logits, Model, Scratch};
+use hearth_runtime::quantize::{Preset, merge_file};
 use hearth_runtime::template::ChatTemplate;
 use hearth_runtime::tokenizer::Tokenizer;
 use hearth_runtime::{ModelFile, NoProgress, Store};
@@ -283,4 +284,38 @@ fn data_from_a_project_a_conversation_file_and_a_text() {
             .ends_with("line 1: each message needs a \"role\" and a \"content\" string"),
         "{error}"
     );
+}
+
+#[test]
+fn a_merged_model_computes_what_the_model_with_its_adapter_does() {
+    let file = model_file();
+    let mut model = Model::load(&file).unwrap();
+    let tokens = Tokenizer::from_gguf(file.gguf()).unwrap().encode(TEXT, false, false);
+    let example = Example::next_tokens(&tokens[300..429], |_| true);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_path = dir.path().join("adapter.gguf");
+    let adapter = trained_looking_adapter(&model, 9);
+    adapter.save(&adapter_path, model.config().arch.name()).unwrap();
+    // The merge at scale 0 is the base re-encoded the same way: F16 weights run without the 8-bit activation
+    // rounding of the base's Q4_1 (see above for how much that moves a mean), so effects are compared, not losses.
+    let merged_loss = |scale: f32| {
+        let path = dir.path().join(format!("merged-{scale}.gguf"));
+        merge_file(
+            file.path(),
+            &[(adapter_path.clone(), scale)],
+            &path,
+            Preset::F16,
+            &mut NoProgress,
+        )
+        .unwrap();
+        let merged = ModelFile::open(&path).unwrap();
+        runtime_loss(&Model::load(&merged).unwrap(), &example)
+    };
+    let merged_effect = merged_loss(1.0) - merged_loss(0.0);
+    let base = runtime_loss(&model, &example);
+    model.attach_lora(adapter, 1.0).unwrap();
+    let effect = runtime_loss(&model, &example) - base;
+    eprintln!("the adapter moves the loss by {effect:.5} applied, {merged_effect:.5} merged");
+    assert!(effect.abs() > 0.1, "the adapter changed the loss by only {effect}");
+    assert!((merged_effect - effect).abs() < 0.15 * effect.abs());
 }
