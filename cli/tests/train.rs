@@ -101,6 +101,31 @@ fn trains_an_adapter_on_a_project_resumes_it_and_runs_with_it() {
     );
     assert!(!ok && err.contains("cart.loss.svg"), "{err}");
 
+    // A time budget fits the schedule to the measured step time and stops on time.
+    let started = std::time::Instant::now();
+    let (ok, _, err) = hearth_in(
+        dir.path(),
+        &[
+            "train",
+            "-m",
+            MODEL,
+            "--data",
+            "shop",
+            "-o",
+            "timed.gguf",
+            "--seq-len",
+            "16",
+            "--grad-accum",
+            "1",
+            "--time-budget",
+            "8s",
+        ],
+    );
+    assert!(ok && err.contains("trained "), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{err}");
+    let curve = std::fs::read_to_string(dir.path().join("timed.loss.svg")).unwrap();
+    assert!(!curve.contains("(1 steps)"), "{err}");
+
     // Baked in, the adapter needs no --lora.
     let (ok, _, err) = hearth_in(
         dir.path(),

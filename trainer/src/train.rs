@@ -165,9 +165,10 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
         &self.options
     }
 
-    /// Sets the length of the schedule (a time budget knows it only once a step has been timed).
-    pub fn set_total_steps(&mut self, total: u64) {
-        self.options.total_steps = total;
+    /// Sets the schedule's length and warmup (a time budget knows them only once a step has been timed).
+    pub fn set_schedule(&mut self, total_steps: u64, warmup: u64) {
+        self.options.total_steps = total_steps;
+        self.options.warmup = warmup;
     }
 
     /// Epochs completed, as a fraction.

@@ -64,7 +64,7 @@ pub struct TrainArgs {
     /// Optimizer steps to take.
     #[arg(long, conflicts_with = "time_budget")]
     max_steps: Option<u64>,
-    /// Train for this long (e.g. 8h, 45m, 1h30m); the schedule is fitted to it after the first step.
+    /// Train for this long (e.g. 8h, 45m, 1h30m); the learning-rate schedule is fitted to it as steps are timed.
     #[arg(long, value_parser = parse_duration)]
     time_budget: Option<Duration>,
     /// Peak learning rate (after a linear warmup; then a cosine down to a tenth of it).
@@ -244,7 +244,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let per_step = args.batch * args.grad_accum;
     let planned_steps = match (args.max_steps, args.time_budget) {
         (Some(steps), _) => steps,
-        // A time budget sets the length once the first step has been timed.
+        // A time budget sets the length and the warmup once the first step has been timed (that step, not yet on
+        // the schedule, updates at a near-zero rate).
         (None, Some(_)) => u64::MAX,
         (None, None) => {
             let epochs = args.epochs.unwrap_or(1.0);
@@ -352,13 +353,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     while run.progress.step < run.options().total_steps {
         let report = run.step()?;
         tokens += report.tokens;
-        if run.progress.step == first_step + 1
-            && let Some(budget) = args.time_budget
-        {
-            let per_step = started.elapsed().as_secs_f64().max(1e-3);
-            let total = first_step + (budget.as_secs_f64() / per_step).floor().max(1.0) as u64;
-            run.set_total_steps(total);
-            bar.set_length(total);
+        if let Some(budget) = args.time_budget {
+            // Fit the schedule to the measured step time (refitted after 1, 2, 4, 8, … steps, as the average
+            // settles), and stop when the time is up.
+            let done = run.progress.step - first_step;
+            let elapsed = started.elapsed();
+            if elapsed >= budget {
+                break;
+            }
+            if done.is_power_of_two() {
+                let per_step = elapsed.as_secs_f64() / done as f64;
+                let total = run.progress.step + ((budget - elapsed).as_secs_f64() / per_step).floor() as u64;
+                run.set_schedule(total, warmup(total));
+                bar.set_length(total);
+            }
         }
         let rate = tokens as f64 / started.elapsed().as_secs_f64();
         bar.set_message(format!(
