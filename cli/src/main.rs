@@ -61,6 +61,9 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Train a LoRA adapter on a project, conversations or text (llama.cpp's adapter format; use it with --lora).
     Train(cmd::train::TrainArgs),
+    /// Convert LoRA adapters trained elsewhere (Hugging Face PEFT) into adapter GGUFs.
+    #[command(subcommand)]
+    Adapter(cmd::adapter::AdapterCommand),
     /// Bake LoRA adapters into a model's weights and re-encode it (runs anywhere without --lora).
     Merge(cmd::quantize::MergeArgs),
     /// Measure a model's perplexity over a text file (llama.cpp's method).
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => cmd::chat::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Merge(args) => cmd::quantize::merge(args),
+        Command::Adapter(command) => cmd::adapter::run(command),
         Command::Explain(args) => cmd::presets::explain(args),
         Command::Debug(args) => cmd::presets::debug(args),
         Command::Gen(args) => cmd::presets::gen_code(args),

@@ -17,6 +17,8 @@ use rayon::prelude::*;
 
 use crate::model::{Model, Projection};
 
+pub mod peft;
+
 /// Why an adapter file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
