@@ -42,12 +42,22 @@ fn assert_close<W: SimdDot>(name: &str, w: &[W], a: &[W::Act]) {
     quant::dequantize_blocks(w, &mut wf);
     quant::dequantize_blocks(a, &mut af);
     let magnitude: f64 = wf.iter().zip(&af).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
+    // A second activation row for the multi-row kernels: the same blocks in reverse order.
+    let reversed: Vec<W::Act> = a.iter().rev().copied().collect();
     for isa in Isa::available() {
         let got = isa.vec_dot(w, a) as f64;
         assert!(
             (got - reference).abs() <= 1e-5 * magnitude + 1e-30,
             "{name} on {isa} with {} blocks: {got} vs scalar {reference} (magnitude {magnitude})",
             w.len()
+        );
+        // Several rows at once compute each row exactly as alone.
+        let alone = [a, &reversed[..]].map(|a| isa.vec_dot(w, a).to_bits());
+        let together = isa.vec_dots(w, [a, &reversed, &reversed, a]).map(f32::to_bits);
+        assert_eq!(
+            together,
+            [alone[0], alone[1], alone[1], alone[0]],
+            "{name} on {isa}, 4 rows"
         );
     }
 }

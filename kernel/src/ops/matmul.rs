@@ -3,7 +3,8 @@
 //! Weights are `[n_out, n_in]` rows of any supported type, borrowed from the model file. Activations are f32
 //! `[n_tokens, n_in]`, quantized once per call to the weights' partner type (Q8_K for K-quants, Q8_0 for the legacy
 //! types); each output is then an integer dot product. Work is split by weight rows across threads; with several
-//! tokens, a thread visits its rows once per tile of tokens so a weight row is reused from cache for the whole tile.
+//! tokens, a thread visits its rows once per tile of tokens so a weight row is reused from cache for the whole tile,
+//! and each kernel call dots a row with several tokens, unpacking the row's blocks once for all of them.
 
 use alloc::vec::Vec;
 
@@ -20,6 +21,11 @@ use crate::simd::{Isa, SimdDot};
 
 /// Tokens processed together against each weight row (their quantized activations stay in L2).
 const TOKEN_TILE: usize = 32;
+
+/// Tokens one kernel call dots a weight row with: its 8 accumulators of 8 lanes and a few temporaries fit the 16 AVX2
+/// registers, the unpacked row block stays in L1. (Measured on Qwen2.5-Coder Q4_K_M and SmolLM2 prefill: 8 beats 4
+/// by 5–9 %, 16 spills and loses.)
+const TOKENS_PER_CALL: usize = 8;
 
 /// A weight matrix `[n_out, n_in]`: `n_out` rows of `n_in` elements of type `dtype`, row-major.
 #[derive(Clone, Copy, Debug)]
@@ -169,19 +175,20 @@ fn rows_per_task(n_out: usize) -> usize {
     n_out.div_ceil(thread_count() * 4).max(1)
 }
 
-/// Runs `row_dot(r, t)` for every output, writing `out` as `[n_tokens, n_out]`.
+/// Runs `row_dots(r, t, dots)` for every output, writing `out` as `[n_tokens, n_out]`: it fills `dots[i]` with the
+/// output of row `r` for token `t + i`, for up to [`TOKENS_PER_CALL`] tokens.
 fn for_each_output(
     n_tokens: usize,
     n_out: usize,
     out: &mut [f32],
     by_row: &mut Vec<f32>,
-    row_dot: impl Fn(usize, usize) -> f32 + Sync + Send,
+    row_dots: impl Fn(usize, usize, &mut [f32]) + Sync + Send,
 ) {
     let rows = rows_per_task(n_out);
     if n_tokens == 1 {
         for_each_chunk(out, rows, |chunk, out| {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = row_dot(chunk * rows + i, 0);
+                row_dots(chunk * rows + i, 0, core::slice::from_mut(o));
             }
         });
         return;
@@ -191,12 +198,11 @@ fn for_each_output(
     by_row.resize(n_out * n_tokens, 0.0);
     for_each_chunk(by_row, rows * n_tokens, |chunk, block| {
         let first_row = chunk * rows;
-        let n_rows = block.len() / n_tokens;
         for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-            for r in 0..n_rows {
-                for t in t0..t1 {
-                    block[r * n_tokens + t] = row_dot(first_row + r, t);
+            for (r, row_out) in block.chunks_exact_mut(n_tokens).enumerate() {
+                for (i, dots) in row_out[t0..t1].chunks_mut(TOKENS_PER_CALL).enumerate() {
+                    row_dots(first_row + r, t0 + i * TOKENS_PER_CALL, dots);
                 }
             }
         }
@@ -238,11 +244,16 @@ where
 
     let (w_per_row, a_per_row) = (w.n_in / W::LEN, w.n_in / act_len);
     let acts_ref = &acts;
-    for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t| {
-        isa.vec_dot(
-            &blocks[r * w_per_row..][..w_per_row],
-            &acts_ref[t * a_per_row..][..a_per_row],
-        )
+    let act = |t: usize| &acts_ref[t * a_per_row..][..a_per_row];
+    for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t, dots| {
+        let row = &blocks[r * w_per_row..][..w_per_row];
+        if let Ok(dots) = <&mut [f32; TOKENS_PER_CALL]>::try_from(&mut *dots) {
+            *dots = isa.vec_dots(row, core::array::from_fn(|i| act(t + i)));
+        } else {
+            for (i, dot) in dots.iter_mut().enumerate() {
+                *dot = isa.vec_dot(row, act(t + i));
+            }
+        }
     });
     *W::Act::buffer(scratch) = acts;
     Ok(())
@@ -256,9 +267,15 @@ fn plain(w: &Weights<'_>, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratc
     quant::dequantize(w.dtype, w.bytes, &mut rows)?;
     let n_tokens = x.len() / w.n_in;
     let rows_ref = &rows;
-    for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t| {
+    for_each_output(n_tokens, w.n_out, out, &mut scratch.by_row, |r, t, dots| {
         let row = &rows_ref[r * w.n_in..][..w.n_in];
-        row.iter().zip(&x[t * w.n_in..][..w.n_in]).map(|(a, b)| a * b).sum()
+        for (i, dot) in dots.iter_mut().enumerate() {
+            *dot = row
+                .iter()
+                .zip(&x[(t + i) * w.n_in..][..w.n_in])
+                .map(|(a, b)| a * b)
+                .sum();
+        }
     });
     scratch.rows = rows;
     Ok(())

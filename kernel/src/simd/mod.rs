@@ -7,13 +7,15 @@
 //! sound.
 
 /// The safe entry points of one ISA's kernels. Invoked inside an ISA module with its token type, it defines
-/// `dot_q8_0(token, w, a)` … `dot_q6_k(…)`, each calling that module's `#[target_feature]` kernel of the matching name;
-/// the token is the proof that the call is sound.
+/// `dot_q8_0(token, w, [a; N])` … `dot_q6_k(…)`: one weight row against `N` activation rows. With `batched`, each
+/// calls that module's `#[target_feature]` kernel of the matching name, generic over `N` (the weight blocks are
+/// unpacked once for all rows); with `per_token`, the module's kernels take one activation row and are called once
+/// per row. The token is the proof that the call is sound.
 // Targets without SIMD kernels (soft-float no_std builds) have no ISA module to invoke it.
 #[cfg_attr(not(any(hearth_x86_simd, target_arch = "aarch64")), allow(unused_macros))]
 macro_rules! entry_points {
-    ($token:ty) => {
-        entry_points!(@each $token;
+    ($token:ty, $mode:ident) => {
+        entry_points!(@each $token, $mode;
             /// Q8_0 · Q8_0.
             dot_q8_0 => q8_0(BlockQ8_0, BlockQ8_0);
             /// Q4_0 · Q8_0.
@@ -32,13 +34,20 @@ macro_rules! entry_points {
             dot_q6_k => q6_k(BlockQ6_K, BlockQ8_K);
         );
     };
-    (@each $token:ty; $($(#[$doc:meta])* $name:ident => $kernel:ident($w:ty, $a:ty);)*) => {$(
+    (@each $token:ty, $mode:ident; $($(#[$doc:meta])* $name:ident => $kernel:ident($w:ty, $a:ty);)*) => {$(
         $(#[$doc])*
-        pub fn $name(_: $token, w: &[$w], a: &[$a]) -> f32 {
-            // SAFETY: a token exists only after the CPU features its kernels are compiled for were detected.
-            unsafe { $kernel(w, a) }
+        pub fn $name<const N: usize>(_: $token, w: &[$w], a: [&[$a]; N]) -> [f32; N] {
+            entry_points!(@call $mode, $kernel, w, a)
         }
     )*};
+    (@call batched, $kernel:ident, $w:ident, $a:ident) => {
+        // SAFETY: a token exists only after the CPU features its kernels are compiled for were detected.
+        unsafe { $kernel($w, $a) }
+    };
+    (@call per_token, $kernel:ident, $w:ident, $a:ident) => {
+        // SAFETY: a token exists only after the CPU features its kernels are compiled for were detected.
+        $a.map(|a| unsafe { $kernel($w, a) })
+    };
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -124,13 +133,24 @@ impl Isa {
     /// Dot product of a weight row with a quantized activation row.
     #[inline]
     pub fn vec_dot<W: SimdDot>(self, w: &[W], a: &[W::Act]) -> f32 {
-        debug_assert_eq!(w.len() * W::LEN, a.len() * <W::Act as crate::quant::QuantBlock>::LEN);
+        let [dot] = self.vec_dots(w, [a]);
+        dot
+    }
+
+    /// Dot products of one weight row with `N` quantized activation rows (a matmul's token tile: the row's blocks
+    /// are loaded and unpacked once for all of them).
+    #[inline]
+    pub fn vec_dots<W: SimdDot, const N: usize>(self, w: &[W], a: [&[W::Act]; N]) -> [f32; N] {
+        debug_assert!(
+            a.iter()
+                .all(|a| w.len() * W::LEN == a.len() * <W::Act as crate::quant::QuantBlock>::LEN)
+        );
         match self {
-            Isa::Scalar => W::vec_dot_ref(w, a),
+            Isa::Scalar => a.map(|a| W::vec_dot_ref(w, a)),
             #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => W::vec_dot_avx2(token, w, a),
+            Isa::Avx2(token) => W::vec_dots_avx2(token, w, a),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon(token) => W::vec_dot_neon(token, w, a),
+            Isa::Neon(token) => W::vec_dots_neon(token, w, a),
         }
     }
 }
@@ -147,21 +167,21 @@ impl fmt::Debug for Isa {
     }
 }
 
-/// A weight block type with dot products for each ISA. An ISA without a kernel of its own for the type falls back to
-/// the scalar reference.
+/// A weight block type with dot products for each ISA: one weight row against `N` activation rows. An ISA without a
+/// kernel of its own for the type falls back to the scalar reference.
 pub trait SimdDot: WeightBlock {
-    /// AVX2 dot product.
+    /// AVX2 dot products.
     #[cfg(hearth_x86_simd)]
-    fn vec_dot_avx2(token: x86::Avx2, w: &[Self], a: &[Self::Act]) -> f32 {
+    fn vec_dots_avx2<const N: usize>(token: x86::Avx2, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
         let _ = token;
-        Self::vec_dot_ref(w, a)
+        a.map(|a| Self::vec_dot_ref(w, a))
     }
 
-    /// NEON dot product.
+    /// NEON dot products.
     #[cfg(target_arch = "aarch64")]
-    fn vec_dot_neon(token: aarch64::Neon, w: &[Self], a: &[Self::Act]) -> f32 {
+    fn vec_dots_neon<const N: usize>(token: aarch64::Neon, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
         let _ = token;
-        Self::vec_dot_ref(w, a)
+        a.map(|a| Self::vec_dot_ref(w, a))
     }
 }
 
@@ -169,12 +189,12 @@ macro_rules! simd_dot_impls {
     ($($block:ty => $kernel:ident),* $(,)?) => {$(
         impl SimdDot for $block {
             #[cfg(hearth_x86_simd)]
-            fn vec_dot_avx2(token: x86::Avx2, w: &[Self], a: &[Self::Act]) -> f32 {
+            fn vec_dots_avx2<const N: usize>(token: x86::Avx2, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
                 x86::avx2::$kernel(token, w, a)
             }
 
             #[cfg(target_arch = "aarch64")]
-            fn vec_dot_neon(token: aarch64::Neon, w: &[Self], a: &[Self::Act]) -> f32 {
+            fn vec_dots_neon<const N: usize>(token: aarch64::Neon, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
                 aarch64::neon::$kernel(token, w, a)
             }
         }

@@ -12,7 +12,7 @@ use crate::quant::{
     BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
 };
 
-entry_points!(Neon);
+entry_points!(Neon, per_token);
 
 #[inline]
 #[target_feature(enable = "neon")]

@@ -1,21 +1,23 @@
-//! AVX2 + FMA dot products of weight rows with quantized activation rows.
+//! AVX2 + FMA dot products of a weight row with `N` quantized activation rows.
 //!
-//! Integer products use `maddubs` (u8 × i8 → pairwise-summed i16): weights are made unsigned (K-quant levels,
-//! nibbles) or, for signed pairs, the sign of one operand is moved onto the other. Every bound that keeps the i16
-//! pairs from saturating is noted where it matters. Per-block f32 scales multiply the i32 sums with FMA into an
-//! 8-lane accumulator that is summed once per row.
+//! Every kernel has one shape ([`each_block`]): a weight block is unpacked once into levels, then dotted with the
+//! matching block of each activation row. Integer products use `maddubs` (u8 × i8 → pairwise-summed i16): weights are
+//! made unsigned (K-quant levels, nibbles) or, for signed pairs, the sign of one operand is moved onto the other.
+//! Every bound that keeps the i16 pairs from saturating is noted where it matters. Per-block f32 scales multiply the
+//! i32 sums with FMA into one 8-lane accumulator per activation row, summed once at the end. Unpacking once for
+//! several rows is what makes a multi-token matmul cheaper per output than a matrix-vector product.
 
 use core::arch::x86_64::*;
 
 use half::f16;
 
 use super::Avx2;
-use crate::quant::kquant::{min_term, unpack_scale_mins};
+use crate::quant::kquant::unpack_scale_mins;
 use crate::quant::{
     BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
 };
 
-entry_points!(Avx2);
+entry_points!(Avx2, batched);
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -52,12 +54,36 @@ fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+}
+
+/// Signed levels prepared for [`dot_i8`]: their absolute values and themselves (whose signs move onto the partner).
+#[derive(Clone, Copy)]
+struct SignedLevels {
+    abs: __m256i,
+    levels: __m256i,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed(levels: __m256i) -> SignedLevels {
+    SignedLevels {
+        abs: _mm256_sign_epi8(levels, levels),
+        levels,
+    }
+}
+
 /// Σ of i8 × i8 products in 8 i32 lanes. Requires |x|, |y| <= 127 or one of them > -128 so pairs fit i16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_i8(x: __m256i, y: __m256i) -> __m256i {
+fn dot_i8(x: SignedLevels, y: __m256i) -> __m256i {
     // |x| · (y with x's sign): u8 × i8 for maddubs, same products.
-    let products = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    let products = _mm256_maddubs_epi16(x.abs, _mm256_sign_epi8(y, x.levels));
     _mm256_madd_epi16(products, _mm256_set1_epi16(1))
 }
 
@@ -96,127 +122,189 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
     )
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (w, a) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(f16_to_f32(w.d) * f16_to_f32(a.d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(load32(&w.qs), load32(&a.qs))), acc);
-    }
-    hsum_ps(acc)
+/// One weight block against one activation block: `lanes + extra`.
+struct BlockDot {
+    lanes: Lanes,
+    extra: f32,
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (w, a) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(f16_to_f32(w.d) * f16_to_f32(a.d));
-        let q = _mm256_sub_epi8(unpack_nibbles(&w.qs), _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(q, load32(&a.qs))), acc);
-    }
-    hsum_ps(acc)
+/// A block's 8 partial sums, and so how they are rounded into the row's accumulator. Each kernel keeps the rounding
+/// of the one-row kernels it grew from (which the greedy-parity goldens were checked with): a different but equally
+/// accurate rounding changes greedy continuations at near-ties.
+#[derive(Clone, Copy)]
+enum Lanes {
+    /// `scale · ints`, fused into the accumulator (one rounding).
+    Fused { scale: f32, ints: __m256i },
+    /// `scale · ints` rounded, then added (Q4_K, Q5_K).
+    Rounded { scale: f32, ints: __m256i },
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (w, a) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(f16_to_f32(w.d) * f16_to_f32(a.d));
-        let q = _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh));
-        let q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(q, load32(&a.qs))), acc);
-    }
-    hsum_ps(acc)
-}
-
-/// Shared by Q4_1 and Q5_1: unsigned levels `q` with scale `d` and minimum `m` against one Q8_0 block. Adds the
-/// scaled integer dot to `acc` and returns the minimum term `m · s`.
+/// The loop every kernel shares: for each weight block, `unpack` it once, then add `dot(unpacked, w, a)` for the
+/// matching block of each of the `N` activation rows. Returns the `N` row totals.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn with_min(acc: &mut __m256, q: __m256i, d: f16, m: f16, a: &BlockQ8_1) -> f32 {
-    let dot = _mm256_cvtepi32_ps(dot_u8_i8(q, load32(&a.qs)));
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(d) * f16_to_f32(a.d)), dot, *acc);
-    f16_to_f32(m) * f16_to_f32(a.s)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
-    for (w, a) in w.iter().zip(a) {
-        mins += with_min(&mut acc, unpack_nibbles(&w.qs), w.d, w.m, a);
+fn each_block<W, A, U: Copy, const N: usize>(
+    w: &[W],
+    a: [&[A]; N],
+    unpack: impl Fn(&W) -> U,
+    dot: impl Fn(U, &W, &A) -> BlockDot,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut extra = [0.0f32; N];
+    for (i, w) in w.iter().enumerate() {
+        let levels = unpack(w);
+        for n in 0..N {
+            let block = dot(levels, w, &a[n][i]);
+            acc[n] = match block.lanes {
+                Lanes::Fused { scale, ints } => {
+                    _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(ints), acc[n])
+                }
+                Lanes::Rounded { scale, ints } => {
+                    _mm256_add_ps(acc[n], _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(ints)))
+                }
+            };
+            extra[n] += block.extra;
+        }
     }
-    hsum_ps(acc) + mins
+    let mut totals = [0.0f32; N];
+    for n in 0..N {
+        totals[n] = hsum_ps(acc[n]) + extra[n];
+    }
+    totals
+}
+
+/// Signed levels against a Q8_0 block (Q8_0, Q4_0, Q5_0 weights).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_dot(q: SignedLevels, d: f16, a: &BlockQ8_0) -> BlockDot {
+    BlockDot {
+        lanes: Lanes::Fused {
+            scale: f16_to_f32(d) * f16_to_f32(a.d),
+            ints: dot_i8(q, load32(&a.qs)),
+        },
+        extra: 0.0,
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q5_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
-    for (w, a) in w.iter().zip(a) {
+fn q8_0<const N: usize>(w: &[BlockQ8_0], a: [&[BlockQ8_0]; N]) -> [f32; N] {
+    each_block(w, a, |w| signed(load32(&w.qs)), |q, w, a| signed_dot(q, w.d, a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_0<const N: usize>(w: &[BlockQ4_0], a: [&[BlockQ8_0]; N]) -> [f32; N] {
+    let unpack = |w: &BlockQ4_0| signed(_mm256_sub_epi8(unpack_nibbles(&w.qs), _mm256_set1_epi8(8)));
+    each_block(w, a, unpack, |q, w, a| signed_dot(q, w.d, a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0<const N: usize>(w: &[BlockQ5_0], a: [&[BlockQ8_0]; N]) -> [f32; N] {
+    let unpack = |w: &BlockQ5_0| {
         let q = _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh));
-        mins += with_min(&mut acc, q, w.d, w.m, a);
+        signed(_mm256_sub_epi8(q, _mm256_set1_epi8(16)))
+    };
+    each_block(w, a, unpack, |q, w, a| signed_dot(q, w.d, a))
+}
+
+/// Shared by Q4_1 and Q5_1: unsigned levels `q` with scale `d` and minimum `m` against one Q8_1 block (the minimum
+/// term `m · s` comes from the block's sum).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn with_min(q: __m256i, d: f16, m: f16, a: &BlockQ8_1) -> BlockDot {
+    BlockDot {
+        lanes: Lanes::Fused {
+            scale: f16_to_f32(d) * f16_to_f32(a.d),
+            ints: dot_u8_i8(q, load32(&a.qs)),
+        },
+        extra: f16_to_f32(m) * f16_to_f32(a.s),
     }
-    hsum_ps(acc) + mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1<const N: usize>(w: &[BlockQ4_1], a: [&[BlockQ8_1]; N]) -> [f32; N] {
+    each_block(w, a, |w| unpack_nibbles(&w.qs), |q, w, a| with_min(q, w.d, w.m, a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_1<const N: usize>(w: &[BlockQ5_1], a: [&[BlockQ8_1]; N]) -> [f32; N] {
+    let unpack = |w: &BlockQ5_1| _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh));
+    each_block(w, a, unpack, |q, w, a| with_min(q, w.d, w.m, a))
+}
+
+/// A Q4_K/Q5_K block unpacked: the 8 sub-blocks' levels (each at most 31), each sub-block's scale in every i16 lane,
+/// and the minimums as i16 pairs `(m_j, m_j)` lined up with the activations' 16-element sums.
+#[derive(Clone, Copy)]
+struct ScaleMinLevels {
+    levels: [__m256i; 8],
+    scales: [__m256i; 8],
+    mins: __m256i,
 }
 
 /// Q4_K and Q5_K differ only in how the 32 levels of a 64-element chunk's two sub-blocks are formed; `levels(c)`
-/// returns them (sub-block 2c, sub-block 2c+1), each at most 31.
+/// returns them (sub-block 2c, sub-block 2c+1).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale_min_block(
-    d: f16,
-    dmin: f16,
-    packed: &[u8; 12],
-    a: &BlockQ8_K,
-    levels: impl Fn(usize) -> (__m256i, __m256i),
-) -> (__m256, f32) {
+fn scale_min_levels(packed: &[u8; 12], levels: impl Fn(usize) -> (__m256i, __m256i)) -> ScaleMinLevels {
     let (scales, mins) = unpack_scale_mins(packed);
+    let mut all = [_mm256_setzero_si256(); 8];
+    for c in 0..4 {
+        (all[2 * c], all[2 * c + 1]) = levels(c);
+    }
+    let pairs: [u8; 16] = core::array::from_fn(|i| mins[i / 2]);
+    ScaleMinLevels {
+        levels: all,
+        scales: scales.map(|s| _mm256_set1_epi16(i16::from(s))),
+        mins: _mm256_cvtepu8_epi16(load16(&pairs)),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_min_dot(q: ScaleMinLevels, d: f16, dmin: f16, a: &BlockQ8_K) -> BlockDot {
     let y = chunks32(&a.qs);
     let mut sum = _mm256_setzero_si256();
-    for c in 0..4 {
-        let (lo, hi) = levels(c);
+    for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(y) {
         // Levels <= 31 and |y| <= 127: each i16 pair is at most 7874.
-        let p_lo = _mm256_maddubs_epi16(lo, load32(&y[2 * c]));
-        let p_hi = _mm256_maddubs_epi16(hi, load32(&y[2 * c + 1]));
-        sum = _mm256_add_epi32(
-            sum,
-            _mm256_madd_epi16(p_lo, _mm256_set1_epi16(i16::from(scales[2 * c]))),
-        );
-        sum = _mm256_add_epi32(
-            sum,
-            _mm256_madd_epi16(p_hi, _mm256_set1_epi16(i16::from(scales[2 * c + 1]))),
-        );
+        let products = _mm256_maddubs_epi16(*levels, load32(y));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
     }
-    let d = _mm256_set1_ps(f16_to_f32(d) * a.d);
-    let min = f16_to_f32(dmin) * a.d * min_term(&mins, a) as f32;
-    (_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum)), min)
+    // Σ_j m_j · (sum of a over sub-block j): minimums <= 63 and 16-element sums <= 2032 in magnitude fit madd.
+    let min_term = hsum_epi32(_mm256_madd_epi16(q.mins, load_bsums(&a.bsums)));
+    BlockDot {
+        lanes: Lanes::Rounded {
+            scale: f16_to_f32(d) * a.d,
+            ints: sum,
+        },
+        extra: -(f16_to_f32(dmin) * a.d * min_term as f32),
+    }
+}
+
+/// A Q8_K block's 16 sums of 16 activations, as i16 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_bsums(bsums: &[i16; 16]) -> __m256i {
+    // SAFETY: `bsums` is 32 readable bytes; the unaligned load has no alignment requirement.
+    unsafe { _mm256_loadu_si256(bsums.as_ptr().cast()) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
+fn q4_k<const N: usize>(w: &[BlockQ4_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0f);
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
-    for (w, a) in w.iter().zip(a) {
+    let unpack = |w: &BlockQ4_K| {
         let qs = chunks32(&w.qs);
-        let (block, min) = scale_min_block(w.d, w.dmin, &w.scales, a, |c| {
+        scale_min_levels(&w.scales, |c| {
             let q = load32(&qs[c]);
             (_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4))
-        });
-        acc = _mm256_add_ps(acc, block);
-        mins += min;
-    }
-    hsum_ps(acc) - mins
+        })
+    };
+    each_block(w, a, unpack, |q, w, a| scale_min_dot(q, w.d, w.dmin, a))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q5_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
+fn q5_k<const N: usize>(w: &[BlockQ5_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0f);
     let one = _mm256_set1_epi8(1);
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
-    for (w, a) in w.iter().zip(a) {
+    let unpack = |w: &BlockQ5_K| {
         let qs = chunks32(&w.qs);
         let qh = load32(&w.qh);
         // Bit j of qh[l] is the fifth bit of sub-block j's element l: shift it to bit 0 of each byte (16-bit shifts
@@ -225,29 +313,34 @@ fn q5_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
             let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)), one);
             _mm256_slli_epi16::<4>(bit)
         };
-        let (block, min) = scale_min_block(w.d, w.dmin, &w.scales, a, |c| {
+        scale_min_levels(&w.scales, |c| {
             let q = load32(&qs[c]);
             let lo = _mm256_or_si256(_mm256_and_si256(q, m4), fifth(2 * c));
             let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), m4), fifth(2 * c + 1));
             (lo, hi)
-        });
-        acc = _mm256_add_ps(acc, block);
-        mins += min;
-    }
-    hsum_ps(acc) - mins
+        })
+    };
+    each_block(w, a, unpack, |q, w, a| scale_min_dot(q, w.d, w.dmin, a))
+}
+
+/// A Q6_K block unpacked: unsigned levels 0..=63 of its 32-element chunks, each chunk's two group scales (low and high
+/// 128 bits) in i16 lanes, and the 16 group scales as i16 lanes for the offset term.
+#[derive(Clone, Copy)]
+struct Q6Levels {
+    levels: [__m256i; 8],
+    scales: [__m256i; 8],
+    group_scales: __m256i,
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
+fn q6_k<const N: usize>(w: &[BlockQ6_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x03);
-    let mut acc = _mm256_setzero_ps();
-    let mut offsets = 0.0f32;
-    for (w, a) in w.iter().zip(a) {
+    // Chunk 4h+k; the -32 offset of the levels is applied through the activation sums.
+    let unpack = |w: &BlockQ6_K| {
         let ql = chunks32(&w.ql);
         let qh = chunks32(&w.qh);
-        let y = chunks32(&a.qs);
-        let mut sum = _mm256_setzero_si256();
+        let mut levels = [_mm256_setzero_si256(); 8];
         for h in 0..2 {
             let high_bits = load32(&qh[h]);
             for k in 0..4 {
@@ -258,23 +351,38 @@ fn q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
                     _mm256_and_si256(_mm256_srli_epi16::<4>(low), m4)
                 };
                 let high = _mm256_and_si256(_mm256_srl_epi16(high_bits, _mm_cvtsi32_si128(2 * k as i32)), m2);
-                // Unsigned levels 0..=63 (the -32 offset is applied below through the activation sums).
-                let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(high));
-                // q <= 63 and |y| <= 127: each i16 pair is at most 16002.
-                let products = _mm256_maddubs_epi16(q, load32(&y[4 * h + k]));
-                // The low 128 bits hold group 8h+2k, the high 128 bits group 8h+2k+1.
-                let g = 8 * h + 2 * k;
-                let scales = _mm256_set_m128i(
-                    _mm_set1_epi16(i16::from(w.scales[g + 1])),
-                    _mm_set1_epi16(i16::from(w.scales[g])),
-                );
-                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, scales));
+                levels[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16::<4>(high));
             }
         }
+        let group_scales = _mm256_cvtepi8_epi16(load16(bytemuck::cast_ref(&w.scales)));
+        // Chunk c covers groups 2c (low 128 bits) and 2c+1 (high 128 bits).
+        let scales = core::array::from_fn(|c| {
+            _mm256_set_m128i(
+                _mm_set1_epi16(i16::from(w.scales[2 * c + 1])),
+                _mm_set1_epi16(i16::from(w.scales[2 * c])),
+            )
+        });
+        Q6Levels {
+            levels,
+            scales,
+            group_scales,
+        }
+    };
+    let dot = |q: Q6Levels, w: &BlockQ6_K, a: &BlockQ8_K| {
+        let y = chunks32(&a.qs);
+        let mut sum = _mm256_setzero_si256();
+        for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(y) {
+            // q <= 63 and |y| <= 127: each i16 pair is at most 16002.
+            let products = _mm256_maddubs_epi16(*levels, load32(y));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
+        }
+        // Σ_g scale_g · (sum of a over group g): |scale| <= 128 and |sums| <= 2032 fit madd.
+        let offset = hsum_epi32(_mm256_madd_epi16(q.group_scales, load_bsums(&a.bsums)));
         let d = f16_to_f32(w.d) * a.d;
-        let offset: i32 = (0..16).map(|g| i32::from(w.scales[g]) * i32::from(a.bsums[g])).sum();
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
-        offsets += d * (32 * offset) as f32;
-    }
-    hsum_ps(acc) - offsets
+        BlockDot {
+            lanes: Lanes::Fused { scale: d, ints: sum },
+            extra: -(d * (32 * offset) as f32),
+        }
+    };
+    each_block(w, a, unpack, dot)
 }
