@@ -24,7 +24,7 @@ pub struct ImportArgs {
     /// The adapter file to write.
     #[arg(short = 'o', long = "out")]
     out: PathBuf,
-    /// The base model the adapter was trained on, as GGUF: its shapes are checked and its architecture recorded.
+    // The base model the adapter was trained on: its shapes are checked and its architecture recorded.
     #[command(flatten)]
     model: ModelArg,
 }

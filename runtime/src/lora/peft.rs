@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hearth_kernel::ops::rope::RopeStyle;
+use hearth_kernel::{GgmlType, quant};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
@@ -61,23 +62,44 @@ const CHANGES_THE_COMPUTATION: [&str; 5] = [
 ];
 
 impl PeftConfig {
-    /// The alpha of the module at `path` (its name in the base model, `model.layers.3.self_attn.v_proj`), by PEFT's
-    /// rule: the first `alpha_pattern` key matching a trailing run of the path's components, else `lora_alpha`.
-    fn alpha_of(&self, path: &str) -> Result<f32, LoraError> {
-        for (key, alpha) in &self.alpha_pattern {
-            let pattern = regex::Regex::new(&format!(r"^(.*\.)?({key})$"))
-                .map_err(|e| LoraError::NotAnAdapter(format!("adapter_config.json: alpha_pattern key {key:?}: {e}")))?;
-            if pattern.is_match(path) {
-                return Ok(*alpha);
-            }
-        }
-        Ok(self.lora_alpha)
-    }
-
     /// PEFT's factor for a module of this alpha and rank.
     fn scale(&self, alpha: f32, rank: usize) -> f32 {
         let rank = rank as f32;
         alpha / if self.use_rslora { rank.sqrt() } else { rank }
+    }
+}
+
+/// `alpha_pattern` compiled once: PEFT matches each key as `(.*\.)?(key)$` against a module's name.
+struct AlphaPatterns {
+    patterns: Vec<(regex::Regex, f32)>,
+    default: f32,
+}
+
+impl AlphaPatterns {
+    fn new(config: &PeftConfig) -> Result<Self, LoraError> {
+        let patterns = config
+            .alpha_pattern
+            .iter()
+            .map(|(key, alpha)| {
+                let pattern = regex::Regex::new(&format!(r"^(.*\.)?({key})$")).map_err(|e| {
+                    LoraError::NotAnAdapter(format!("adapter_config.json: alpha_pattern key {key:?}: {e}"))
+                })?;
+                Ok((pattern, *alpha))
+            })
+            .collect::<Result<_, LoraError>>()?;
+        Ok(AlphaPatterns {
+            patterns,
+            default: config.lora_alpha,
+        })
+    }
+
+    /// The alpha of the module at `path` (its name in the base model, `model.layers.3.self_attn.v_proj`), by PEFT's
+    /// rule: the first key matching a trailing run of the path's components, else `lora_alpha`.
+    fn alpha_of(&self, path: &str) -> f32 {
+        self.patterns
+            .iter()
+            .find(|(pattern, _)| pattern.is_match(path))
+            .map_or(self.default, |(_, alpha)| *alpha)
     }
 }
 
@@ -185,20 +207,10 @@ fn place(name: &str) -> Result<Place<'_>, LoraError> {
 
 /// A safetensors tensor as f32 values (F32, F16 or BF16).
 fn to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, LoraError> {
-    let data = view.data();
-    let values = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+    let dtype = match view.dtype() {
+        Dtype::F32 => GgmlType::F32,
+        Dtype::F16 => GgmlType::F16,
+        Dtype::BF16 => GgmlType::BF16,
         other => {
             return Err(LoraError::BadTensor {
                 name: name.into(),
@@ -206,6 +218,11 @@ fn to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<
             });
         }
     };
+    let mut values = vec![0.0; view.shape().iter().product()];
+    quant::dequantize(dtype, view.data(), &mut values).map_err(|e| LoraError::BadTensor {
+        name: name.into(),
+        why: e.to_string(),
+    })?;
     Ok(values)
 }
 
@@ -316,6 +333,7 @@ pub fn import(dir: &Path, model: &Model<'_>) -> Result<PeftImport, LoraError> {
         )));
     }
 
+    let alphas = AlphaPatterns::new(&config)?;
     let shapes = model.config();
     let mut layers = vec![LayerLora::default(); model.layers().len()];
     let (mut rescaled, mut permuted) = (0, 0);
@@ -346,10 +364,8 @@ pub fn import(dir: &Path, model: &Model<'_>) -> Result<PeftImport, LoraError> {
                 why: format!("shape {b_shape:?}, expected [{}, {rank}]", w.n_out),
             });
         }
-        let factor = config.scale(
-            config.alpha_of(module.strip_prefix("base_model.model.").unwrap_or(module))?,
-            rank,
-        ) / (config.lora_alpha / rank as f32);
+        let alpha = alphas.alpha_of(module.strip_prefix("base_model.model.").unwrap_or(module));
+        let factor = config.scale(alpha, rank) / (config.lora_alpha / rank as f32);
         if factor != 1.0 {
             b.iter_mut().for_each(|v| *v *= factor);
             rescaled += 1;
@@ -433,7 +449,8 @@ mod tests {
                                   "layers\\.1\\.mlp\\.(up|down)_proj": 2}}"#,
         )
         .unwrap();
-        let alpha = |path: &str| config.alpha_of(path).unwrap();
+        let patterns = AlphaPatterns::new(&config).unwrap();
+        let alpha = |path: &str| patterns.alpha_of(path);
         assert_eq!(alpha("model.layers.3.self_attn.v_proj"), 4.0);
         assert_eq!(alpha("model.layers.1.mlp.up_proj"), 2.0);
         assert_eq!(alpha("model.layers.11.mlp.up_proj"), 16.0);

@@ -231,45 +231,58 @@ fn q5_1<const N: usize>(w: &[BlockQ5_1], a: [&[BlockQ8_1]; N]) -> [f32; N] {
     each_block(w, a, unpack, |q, w, a| with_min(q, w.d, w.m, a))
 }
 
-/// A Q4_K/Q5_K block unpacked: the 8 sub-blocks' levels (each at most 31), each sub-block's scale in every i16 lane,
-/// and the minimums as i16 pairs `(m_j, m_j)` lined up with the activations' 16-element sums.
+/// A K-quant block unpacked: the levels of its 8 chunks of 32 (unsigned, at most 63), each chunk's scales in i16 lanes
+/// (one scale for a Q4_K/Q5_K sub-block; Q6_K's two 16-element groups in the low and high 128 bits), and the i16
+/// weights of the activations' 16-element sums in the correction term (Q4_K/Q5_K: the minimums as pairs
+/// `(m_j, m_j)`; Q6_K: the 16 group scales, for the -32 offset of its levels).
 #[derive(Clone, Copy)]
-struct ScaleMinLevels {
+struct KLevels {
     levels: [__m256i; 8],
     scales: [__m256i; 8],
-    mins: __m256i,
+    sum_weights: __m256i,
+}
+
+/// A K-quant block against a Q8_K block: `Σ_c scales_c · levels_c · y_c` in 8 i32 lanes, and
+/// `Σ_g sum_weights_g · bsums_g` (the correction term, before its scale).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k_dot(q: KLevels, a: &BlockQ8_K) -> (__m256i, i32) {
+    let y = chunks32(&a.qs);
+    let mut sum = _mm256_setzero_si256();
+    for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(y) {
+        // Levels <= 63 and |y| <= 127: each i16 pair is at most 16002.
+        let products = _mm256_maddubs_epi16(*levels, load32(y));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
+    }
+    // |weights| <= 128 and |16-element sums| <= 2032: the pairwise i32 sums of madd cannot overflow.
+    // SAFETY: `bsums` is 32 readable bytes; the unaligned load has no alignment requirement.
+    let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
+    (sum, hsum_epi32(_mm256_madd_epi16(q.sum_weights, bsums)))
 }
 
 /// Q4_K and Q5_K differ only in how the 32 levels of a 64-element chunk's two sub-blocks are formed; `levels(c)`
-/// returns them (sub-block 2c, sub-block 2c+1).
+/// returns them (sub-block 2c, sub-block 2c+1), each at most 31.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale_min_levels(packed: &[u8; 12], levels: impl Fn(usize) -> (__m256i, __m256i)) -> ScaleMinLevels {
+fn scale_min_levels(packed: &[u8; 12], levels: impl Fn(usize) -> (__m256i, __m256i)) -> KLevels {
     let (scales, mins) = unpack_scale_mins(packed);
     let mut all = [_mm256_setzero_si256(); 8];
     for c in 0..4 {
         (all[2 * c], all[2 * c + 1]) = levels(c);
     }
     let pairs: [u8; 16] = core::array::from_fn(|i| mins[i / 2]);
-    ScaleMinLevels {
+    KLevels {
         levels: all,
         scales: scales.map(|s| _mm256_set1_epi16(i16::from(s))),
-        mins: _mm256_cvtepu8_epi16(load16(&pairs)),
+        sum_weights: _mm256_cvtepu8_epi16(load16(&pairs)),
     }
 }
 
+/// `d · Σ scale·level·y − dmin · Σ_j m_j · (sum of y over sub-block j)`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale_min_dot(q: ScaleMinLevels, d: f16, dmin: f16, a: &BlockQ8_K) -> BlockDot {
-    let y = chunks32(&a.qs);
-    let mut sum = _mm256_setzero_si256();
-    for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(y) {
-        // Levels <= 31 and |y| <= 127: each i16 pair is at most 7874.
-        let products = _mm256_maddubs_epi16(*levels, load32(y));
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
-    }
-    // Σ_j m_j · (sum of a over sub-block j): minimums <= 63 and 16-element sums <= 2032 in magnitude fit madd.
-    let min_term = hsum_epi32(_mm256_madd_epi16(q.mins, load_bsums(&a.bsums)));
+fn scale_min_dot(q: KLevels, d: f16, dmin: f16, a: &BlockQ8_K) -> BlockDot {
+    let (sum, min_term) = k_dot(q, a);
     BlockDot {
         lanes: Lanes::Rounded {
             scale: f16_to_f32(d) * a.d,
@@ -277,14 +290,6 @@ fn scale_min_dot(q: ScaleMinLevels, d: f16, dmin: f16, a: &BlockQ8_K) -> BlockDo
         },
         extra: -(f16_to_f32(dmin) * a.d * min_term as f32),
     }
-}
-
-/// A Q8_K block's 16 sums of 16 activations, as i16 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load_bsums(bsums: &[i16; 16]) -> __m256i {
-    // SAFETY: `bsums` is 32 readable bytes; the unaligned load has no alignment requirement.
-    unsafe { _mm256_loadu_si256(bsums.as_ptr().cast()) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -323,15 +328,6 @@ fn q5_k<const N: usize>(w: &[BlockQ5_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
     each_block(w, a, unpack, |q, w, a| scale_min_dot(q, w.d, w.dmin, a))
 }
 
-/// A Q6_K block unpacked: unsigned levels 0..=63 of its 32-element chunks, each chunk's two group scales (low and high
-/// 128 bits) in i16 lanes, and the 16 group scales as i16 lanes for the offset term.
-#[derive(Clone, Copy)]
-struct Q6Levels {
-    levels: [__m256i; 8],
-    scales: [__m256i; 8],
-    group_scales: __m256i,
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k<const N: usize>(w: &[BlockQ6_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0f);
@@ -354,7 +350,6 @@ fn q6_k<const N: usize>(w: &[BlockQ6_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
                 levels[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16::<4>(high));
             }
         }
-        let group_scales = _mm256_cvtepi8_epi16(load16(bytemuck::cast_ref(&w.scales)));
         // Chunk c covers groups 2c (low 128 bits) and 2c+1 (high 128 bits).
         let scales = core::array::from_fn(|c| {
             _mm256_set_m128i(
@@ -362,22 +357,15 @@ fn q6_k<const N: usize>(w: &[BlockQ6_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
                 _mm_set1_epi16(i16::from(w.scales[2 * c])),
             )
         });
-        Q6Levels {
+        KLevels {
             levels,
             scales,
-            group_scales,
+            sum_weights: _mm256_cvtepi8_epi16(load16(bytemuck::cast_ref(&w.scales))),
         }
     };
-    let dot = |q: Q6Levels, w: &BlockQ6_K, a: &BlockQ8_K| {
-        let y = chunks32(&a.qs);
-        let mut sum = _mm256_setzero_si256();
-        for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(y) {
-            // q <= 63 and |y| <= 127: each i16 pair is at most 16002.
-            let products = _mm256_maddubs_epi16(*levels, load32(y));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
-        }
-        // Σ_g scale_g · (sum of a over group g): |scale| <= 128 and |sums| <= 2032 fit madd.
-        let offset = hsum_epi32(_mm256_madd_epi16(q.group_scales, load_bsums(&a.bsums)));
+    let dot = |q: KLevels, w: &BlockQ6_K, a: &BlockQ8_K| {
+        // Σ_g scale_g · (sum of y over group g) · 32 undoes the offset of the levels.
+        let (sum, offset) = k_dot(q, a);
         let d = f16_to_f32(w.d) * a.d;
         BlockDot {
             lanes: Lanes::Fused { scale: d, ints: sum },
