@@ -41,7 +41,8 @@ pub trait Backend: Debug {
     fn capacity(&self) -> Option<usize>;
 
     /// Answers `messages` (the assistant speaks next) in at most `max_tokens` tokens, streaming the text to
-    /// `on_text` ([`ControlFlow::Break`] stops the answer; what was said is kept). A conversation that does not
+    /// `on_text` ([`ControlFlow::Break`] stops the answer; what was said is kept), which may also get "" while the
+    /// prompt is being read, to be able to stop before the first token. A conversation that does not
     /// leave room for `max_tokens` is [`ChatError::Overflow`], reported before any text.
     fn answer(
         &mut self,
@@ -105,7 +106,18 @@ impl Backend for LocalBackend<'_, '_> {
                 OverflowPolicy::Error,
             )
             .map_err(ChatError::Overflow)?;
-        let cached_tokens = self.session.prefill(&fitted.tokens)?;
+        // Reading a long prompt takes a while: `on_text` gets "" between batches so that the caller can stop it.
+        let prefilled = self.session.prefill_unless(&fitted.tokens, || on_text(""))?;
+        if prefilled.stopped {
+            return Ok(Answer {
+                text: String::new(),
+                prompt_tokens: fitted.tokens.len(),
+                cached_tokens: prefilled.reused,
+                generated: 0,
+                finish: FinishReason::Cancelled,
+            });
+        }
+        let cached_tokens = prefilled.reused;
         let stop = StopConditions {
             max_tokens,
             ..StopConditions::default()

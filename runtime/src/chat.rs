@@ -217,7 +217,8 @@ impl<'b> Chat<'b> {
     }
 
     /// Asks a question: retrieves code for it, fits the conversation into the context, and streams the answer to
-    /// `on_text` (returning [`ControlFlow::Break`] stops it; what was said so far is kept).
+    /// `on_text` (returning [`ControlFlow::Break`] stops it; what was said so far is kept). `on_text` also gets ""
+    /// while the prompt is being read; a question stopped before its first word leaves no turn behind.
     pub fn ask(
         &mut self,
         text: &str,
@@ -247,7 +248,9 @@ impl<'b> Chat<'b> {
                 self.settings.max_answer_tokens,
                 &self.settings.sampler,
                 &mut |piece| {
-                    first_token.get_or_insert_with(|| started.elapsed());
+                    if !piece.is_empty() {
+                        first_token.get_or_insert_with(|| started.elapsed());
+                    }
                     on_text(piece)
                 },
             );
@@ -262,7 +265,10 @@ impl<'b> Chat<'b> {
         };
         self.turns.drain(..room.turns_dropped);
         let first_token = first_token.unwrap_or_else(|| started.elapsed());
-        if let Some(turn) = self.turns.last_mut() {
+        if answer.finish == FinishReason::Cancelled && answer.text.is_empty() {
+            // Stopped before anything was said: the question was not asked, as far as the conversation goes.
+            self.turns.pop();
+        } else if let Some(turn) = self.turns.last_mut() {
             turn.answer = answer.text;
         }
         Ok(TurnStats {

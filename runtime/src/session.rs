@@ -1,6 +1,8 @@
 //! A session: one model's KV cache and the tokens it holds. A new prompt that starts with tokens already in the
 //! cache only runs the tokens after the shared prefix.
 
+use std::ops::ControlFlow;
+
 use hearth_kernel::ops::kv::{KvCache, KvType};
 use hearth_kernel::simd::Isa;
 
@@ -9,6 +11,15 @@ use crate::sampling::Sampler;
 
 /// Tokens per forward pass while prefilling (llama.cpp's default `n_ubatch`).
 pub const UBATCH: usize = 512;
+
+/// What [`Session::prefill_unless`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefilled {
+    /// Leading prompt tokens that were already cached.
+    pub reused: usize,
+    /// Whether it was asked to stop before the whole prompt ran.
+    pub stopped: bool,
+}
 
 /// A conversation's state on one model.
 #[derive(Debug)]
@@ -51,6 +62,19 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Makes the cache hold exactly `prompt`, running only what is not already cached, and returns how many tokens
     /// were reused from the cache. [`Session::logits`] then holds the logits after the prompt's last token.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<usize, ModelError> {
+        let prefilled = self.prefill_unless(prompt, || ControlFlow::Continue(()))?;
+        Ok(prefilled.reused)
+    }
+
+    /// [`Session::prefill`], asking `go_on` before each batch of [`UBATCH`] tokens whether to continue: a long
+    /// prompt takes minutes on a laptop, and a user who gives up should not have to wait for it. When it says
+    /// [`ControlFlow::Break`], the cache keeps the batches already run (a prefix of `prompt` that the next prefill
+    /// reuses) and [`Prefilled::stopped`] is set; [`Session::logits`] are then not the prompt's.
+    pub fn prefill_unless(
+        &mut self,
+        prompt: &[u32],
+        mut go_on: impl FnMut() -> ControlFlow<()>,
+    ) -> Result<Prefilled, ModelError> {
         if prompt.len() > self.kv.capacity() {
             return Err(ModelError::ContextOverflow {
                 needed: prompt.len(),
@@ -62,12 +86,15 @@ impl<'m, 'a> Session<'m, 'a> {
         self.tokens.truncate(reused);
         // Batches of at most UBATCH tokens, as llama.cpp splits them: attention arithmetic depends on batch size.
         for batch in prompt[reused..].chunks(UBATCH) {
+            if go_on().is_break() {
+                return Ok(Prefilled { reused, stopped: true });
+            }
             let pos = self.tokens.len();
             self.model
                 .forward(self.isa, batch, pos, &mut self.kv, &mut self.scratch, Logits::Last)?;
             self.tokens.extend_from_slice(batch);
         }
-        Ok(reused)
+        Ok(Prefilled { reused, stopped: false })
     }
 
     /// Forgets every cached token (the next prefill runs from position 0).

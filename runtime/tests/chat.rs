@@ -104,10 +104,23 @@ fn pinned_files_stopped_answers_and_transcripts() {
         assert!(budget.files > 30, "{budget:?}");
         assert!(budget.free() < budget.capacity);
 
-        // Stop after the first piece: the answer keeps that piece, and the chat goes on.
+        // Stopped while the prompt is read (the first call, before any text): no answer and no turn.
+        let stats = chat
+            .ask("Explain shipping_cost.", |piece| {
+                assert_eq!(piece, "", "text before the prompt was read");
+                ControlFlow::Break(())
+            })
+            .unwrap();
+        assert_eq!((stats.finish, stats.generated), (FinishReason::Cancelled, 0));
+        assert!(chat.turns().is_empty());
+
+        // Stop after the first piece of text: the answer keeps that piece, and the chat goes on.
         let mut pieces = Vec::new();
         let stats = chat
             .ask("Explain shipping_cost.", |piece| {
+                if piece.is_empty() {
+                    return ControlFlow::Continue(());
+                }
                 pieces.push(piece.to_owned());
                 ControlFlow::Break(())
             })

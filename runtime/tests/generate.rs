@@ -1,5 +1,6 @@
 //! The shared generation loop on SmolLM2 with greedy sampling: token budget, stop strings (cut before the match, even
-//! across tokens), extra stop tokens, cancellation, and a full context — each checked against an unconstrained run.
+//! across tokens), extra stop tokens, cancellation, and a full context — each checked against an unconstrained run;
+//! and a prefill stopped between batches.
 
 use std::ops::ControlFlow;
 
@@ -7,7 +8,7 @@ use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::generate::{FinishReason, Generation, StopConditions, generate};
 use hearth_runtime::model::Model;
 use hearth_runtime::sampling::{Sampler, SamplerParams};
-use hearth_runtime::session::Session;
+use hearth_runtime::session::{Prefilled, Session, UBATCH};
 use hearth_runtime::tokenizer::Tokenizer;
 use hearth_runtime::{ModelFile, NoProgress, Store};
 
@@ -115,4 +116,40 @@ fn budget_stop_strings_stop_tokens_cancellation_and_full_context() {
     assert_eq!(full.finish, FinishReason::ContextFull);
     assert_eq!(full.tokens, 13);
     assert!(free.text.starts_with(&full.text));
+}
+
+#[test]
+fn a_stopped_prefill_keeps_its_batches_and_the_next_one_reuses_them() {
+    let fixture = Fixture::new();
+    let model = Model::load(&fixture.file).unwrap();
+    let tokenizer = Tokenizer::from_gguf(fixture.file.gguf()).unwrap();
+    let prompt = tokenizer.encode(&format!("{PROMPT}\n").repeat(200), true, true);
+    assert!(prompt.len() > 2 * UBATCH, "{} tokens", prompt.len());
+
+    let mut whole = Session::new(&model, prompt.len(), KvType::F16).unwrap();
+    whole.prefill(&prompt).unwrap();
+
+    let mut stopped = Session::new(&model, prompt.len(), KvType::F16).unwrap();
+    let mut asked = 0;
+    let prefilled = stopped
+        .prefill_unless(&prompt, || {
+            asked += 1;
+            if asked > 1 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        prefilled,
+        Prefilled {
+            reused: 0,
+            stopped: true
+        }
+    );
+    assert_eq!(stopped.tokens(), &prompt[..UBATCH]);
+    // The rest runs in the same batches as in one go, so the logits are the same to the bit.
+    assert_eq!(stopped.prefill(&prompt).unwrap(), UBATCH);
+    assert_eq!(stopped.logits(), whole.logits());
 }
