@@ -1,10 +1,11 @@
 //! Writing an edit's files, and taking the last one back.
 //!
 //! Before any file is written, an entry goes to `.hearth/undo/` with every file's old bytes (or that it did not
-//! exist) and the SHA-256 of its new bytes. `hearth undo` restores the newest entry's files — only if each is still
-//! exactly what the edit wrote, so undo never throws away work done since — and removes the entry; entries older
-//! than the newest [`KEEP`] are pruned. Files are written with [`write_atomic`], so a crash leaves each file old or
-//! new; if a write fails midway, the files already written are put back.
+//! exist), the SHA-256 of its new bytes and the directories it creates. `hearth undo` restores the newest entry's
+//! files — only if each is still exactly what the edit wrote, so undo never throws away work done since — removes
+//! the files and directories the edit created (directories only while empty) and then the entry; entries older than
+//! the newest [`KEEP`] are pruned. Files are written with [`write_atomic`], so a crash leaves each file old or new;
+//! if a write fails midway, the files already written are put back.
 
 use std::fs;
 use std::io;
@@ -72,6 +73,9 @@ struct Entry {
     /// What the edit was (the instruction, or "complete FILE:LINE").
     label: String,
     files: Vec<EntryFile>,
+    /// Directories the edit created for new files, relative to the root, parents before children.
+    #[serde(default)]
+    created_dirs: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,6 +125,7 @@ pub fn write(root: &Path, label: &str, writes: &[Write<'_>]) -> Result<(), Journ
         }
         targets.push(full);
     }
+    let created_dirs = missing_dirs(root, writes);
     let entry = Entry {
         label: label.to_owned(),
         files: writes
@@ -131,6 +136,7 @@ pub fn write(root: &Path, label: &str, writes: &[Write<'_>]) -> Result<(), Journ
                 after_sha256: sha256_hex(w.after),
             })
             .collect(),
+        created_dirs: created_dirs.clone(),
     };
     let dir = journal_dir(root);
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
@@ -151,6 +157,7 @@ pub fn write(root: &Path, label: &str, writes: &[Write<'_>]) -> Result<(), Journ
                     None => fs::remove_file(done_path),
                 };
             }
+            remove_empty_dirs(root, &created_dirs);
             let _ = fs::remove_file(&entry_path);
             return Err(io_error(full)(e));
         }
@@ -231,8 +238,35 @@ pub fn undo(root: &Path) -> Result<Undone, JournalError> {
             }
         }
     }
+    remove_empty_dirs(root, &entry.created_dirs);
     fs::remove_file(&entry_path).map_err(io_error(&entry_path))?;
     Ok(undone)
+}
+
+/// The directories (relative to `root`, parents first) that writing `writes` under `root` would create.
+fn missing_dirs(root: &Path, writes: &[Write<'_>]) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for w in writes {
+        let parents: Vec<&Path> = Path::new(w.path)
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        for dir in parents.into_iter().rev() {
+            let dir = dir.to_string_lossy().into_owned();
+            if !root.join(&dir).exists() && !missing.contains(&dir) {
+                missing.push(dir);
+            }
+        }
+    }
+    missing
+}
+
+/// Removes `dirs` (relative to `root`), children first, leaving any that is not empty (someone put files there).
+fn remove_empty_dirs(root: &Path, dirs: &[String]) {
+    for dir in dirs.iter().rev() {
+        let _ = fs::remove_dir(root.join(dir));
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +278,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         fs::write(root.join("a.py"), "old\r\n").unwrap();
+        fs::create_dir(root.join("empty")).unwrap();
         let writes = [
             Write {
                 path: "a.py",
@@ -255,15 +290,30 @@ mod tests {
                 before: None,
                 after: b"created\n",
             },
+            Write {
+                path: "empty/c.py",
+                before: None,
+                after: b"created\n",
+            },
+            Write {
+                path: "deep/er/d.py",
+                before: None,
+                after: b"created\n",
+            },
         ];
-        write(root, "two files", &writes).unwrap();
+        write(root, "four files", &writes).unwrap();
+        // Work done since in a directory the edit made keeps that directory.
+        fs::write(root.join("deep/notes.txt"), "mine").unwrap();
         assert_eq!(fs::read(root.join("a.py")).unwrap(), b"new\r\n");
         assert_eq!(fs::read(root.join("pkg/b.py")).unwrap(), b"created\n");
         let undone = undo(root).unwrap();
         assert_eq!(undone.restored, ["a.py"]);
-        assert_eq!(undone.removed, ["pkg/b.py"]);
+        assert_eq!(undone.removed, ["pkg/b.py", "empty/c.py", "deep/er/d.py"]);
         assert_eq!(fs::read(root.join("a.py")).unwrap(), b"old\r\n");
-        assert!(!root.join("pkg/b.py").exists());
+        assert!(!root.join("pkg").exists(), "a directory the edit made goes too");
+        assert!(root.join("empty").is_dir(), "one that was there stays");
+        assert!(!root.join("deep/er").exists());
+        assert!(root.join("deep/notes.txt").exists());
         assert!(matches!(undo(root), Err(JournalError::Nothing(_))));
     }
 
