@@ -100,13 +100,8 @@ pub struct TensorPlan {
     pub from: GgmlType,
     /// Type in the output file.
     pub to: GgmlType,
-}
-
-impl TensorPlan {
-    /// Whether the data is re-encoded (rather than copied).
-    pub fn converts(&self) -> bool {
-        self.from != self.to
-    }
+    /// Whether the data is re-encoded (its type changes, or an adapter is merged into it) rather than copied.
+    pub reencode: bool,
 }
 
 /// Why quantization failed.
@@ -288,6 +283,7 @@ pub fn plan(file: &Gguf<'_>, preset: Preset) -> Vec<TensorPlan> {
                 name: t.name.to_owned(),
                 from: t.dtype,
                 to,
+                reencode: t.dtype != to,
             }
         })
         .collect()
@@ -348,7 +344,10 @@ pub fn merge_file(
                 .push((pair, factor));
         }
     }
-    let plan = plan(file.gguf(), preset);
+    let mut plan = plan(file.gguf(), preset);
+    for p in &mut plan {
+        p.reencode |= updates.contains_key(&p.name);
+    }
     check_plan(file.gguf(), &plan, true)?;
     rewrite(file.gguf(), &plan, preset, &updates, output, progress)?;
     Ok(plan)
@@ -400,14 +399,14 @@ fn check_plan(file: &Gguf<'_>, plan: &[TensorPlan], allow_requantize: bool) -> R
                 | GgmlType::Q6_K
         )
     };
-    if let Some(p) = plan.iter().find(|p| p.converts() && !decodable(p.from)) {
+    if let Some(p) = plan.iter().find(|p| p.reencode && !decodable(p.from)) {
         return Err(QuantizeError::Unsupported {
             name: p.name.clone(),
             dtype: p.from,
         });
     }
     let plain = |t: GgmlType| matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-    let requantized: Vec<&TensorPlan> = plan.iter().filter(|p| p.converts() && !plain(p.from)).collect();
+    let requantized: Vec<&TensorPlan> = plan.iter().filter(|p| p.reencode && !plain(p.from)).collect();
     if !allow_requantize && let Some(first) = requantized.first() {
         return Err(QuantizeError::Requantize {
             count: requantized.len(),
@@ -462,9 +461,9 @@ fn write_output(
         Unit::Bytes,
     );
     for (t, p) in tensors.iter().zip(plan) {
-        let update = updates.get(t.name);
-        if p.converts() || update.is_some() {
-            writer.write_tensor(&convert(t, p.to, update.map_or(&[], Vec::as_slice))?)?;
+        if p.reencode {
+            let update = updates.get(t.name).map_or(&[][..], Vec::as_slice);
+            writer.write_tensor(&convert(t, p.to, update)?)?;
         } else {
             writer.write_tensor(t.data)?;
         }

@@ -87,11 +87,11 @@ fn report(output: &Path, plan: &[TensorPlan]) {
     let mix: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
     let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "wrote {} ({}, {} tensors: {}; {} converted)",
+        "wrote {} ({}, {} tensors: {}; {} re-encoded)",
         output.display(),
         human_bytes(size),
         plan.len(),
         mix.join(", "),
-        plan.iter().filter(|p| p.converts()).count()
+        plan.iter().filter(|p| p.reencode).count()
     );
 }
