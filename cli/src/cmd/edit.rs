@@ -26,7 +26,7 @@ const EDIT_RETRIEVAL_BUDGET: usize = 512;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FormatArg {
-    /// Whole files when the files are small (up to 1,000 tokens together), else SEARCH/REPLACE blocks.
+    /// Whole files when the files are small (up to 2,000 tokens together), else SEARCH/REPLACE blocks.
     Auto,
     /// SEARCH/REPLACE blocks.
     Diff,

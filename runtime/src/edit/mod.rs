@@ -24,11 +24,14 @@ pub use journal::{JournalError, Undone, undo};
 /// Most answers per edit: the first and two retries with feedback.
 pub const MAX_ATTEMPTS: usize = 3;
 
-/// Files up to this many tokens (all together) are edited whole by default: regenerating them costs up to a minute
-/// on a laptop CPU, and small models write whole files more reliably than they quote lines (measured with the
-/// edit benchmark: Qwen2.5-Coder-1.5B's SEARCH quotes of a 730-token file failed to match in 2 of 4 tasks, its
-/// whole-file answers all applied; definitions a whole-file answer leaves out are caught and sent back).
-pub const WHOLE_FILE_MAX_TOKENS: usize = 1000;
+/// Files up to this many tokens (all together, as [`approximate_tokens`](crate::retrieval::approximate_tokens)
+/// counts them) are edited whole by default: small models write whole files more reliably than they quote lines,
+/// and definitions a whole-file answer leaves out are caught and sent back. Measured with the edit benchmark and
+/// Qwen2.5-Coder-1.5B: on `slugify.py` (about 1,500 tokens) both SEARCH/REPLACE tasks failed (the model quoted most
+/// of the file in SEARCH until the answer was cut off), both whole-file answers applied, in 2–4 minutes. Beyond
+/// this size a whole answer takes longer than a user will wait, and a retry (file, two answers) no longer fits an
+/// 8,192-token context.
+pub const WHOLE_FILE_MAX_TOKENS: usize = 2000;
 
 /// How the model writes its edit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
