@@ -114,7 +114,8 @@ pub struct TurnStats {
     pub prompt_tokens: usize,
     /// Of those, how many the KV cache already held.
     pub cached_tokens: usize,
-    /// From the question to the first answer token (retrieval, prefill and one decode step).
+    /// From the question to the first answer token (retrieval, prefill and one decode step); to the end of the turn
+    /// when no token came.
     pub first_token: Duration,
     /// Tokens generated.
     pub generated: usize,

@@ -98,6 +98,14 @@ impl<W: Write> Renderer<W> {
 
 /// The line shown after an answer: prompt and cache use, first-token time, speed and how it ended.
 pub fn stats_line(stats: &TurnStats) -> String {
+    if stats.finish == FinishReason::Cancelled && stats.generated == 0 {
+        return format!(
+            "[prompt {} tokens ({} cached) · stopped after {:.2} s, before the first token; the question was dropped]",
+            stats.prompt_tokens,
+            stats.cached_tokens,
+            stats.first_token.as_secs_f64(),
+        );
+    }
     let mut line = format!(
         "[prompt {} tokens ({} cached) · first token {:.2} s · {} tokens at {:.1} t/s",
         stats.prompt_tokens,
@@ -145,6 +153,8 @@ pub fn sources_line(sources: &[SourceRef]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn render(pieces: &[&str]) -> String {
@@ -165,6 +175,30 @@ mod tests {
         assert!(out.starts_with(&format!("Use:\n{CODE}```py")), "{out:?}");
         assert!(out.contains(&format!("{CODE}x = 1\n{RESET}")), "{out:?}");
         assert!(out.ends_with(&format!("{RESET}\nDone.\n")), "{out:?}");
+    }
+
+    #[test]
+    fn the_stats_line_says_how_an_answer_ended() {
+        let mut stats = TurnStats {
+            prompt_tokens: 1300,
+            cached_tokens: 84,
+            first_token: Duration::from_millis(2500),
+            generated: 21,
+            generation_time: Duration::from_secs(4),
+            finish: FinishReason::Cancelled,
+            sources: Vec::new(),
+            contexts_dropped: 0,
+            turns_dropped: 0,
+        };
+        assert_eq!(
+            stats_line(&stats),
+            "[prompt 1300 tokens (84 cached) · first token 2.50 s · 21 tokens at 5.0 t/s · stopped]"
+        );
+        stats.generated = 0;
+        assert_eq!(
+            stats_line(&stats),
+            "[prompt 1300 tokens (84 cached) · stopped after 2.50 s, before the first token; the question was dropped]"
+        );
     }
 
     #[test]
