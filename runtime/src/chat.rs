@@ -264,13 +264,17 @@ impl<'b> Chat<'b> {
                 }
             }
         };
-        self.turns.drain(..room.turns_dropped);
         let first_token = first_token.unwrap_or_else(|| started.elapsed());
         if answer.finish == FinishReason::Cancelled && answer.text.is_empty() {
-            // Stopped before anything was said: the question was not asked, as far as the conversation goes.
+            // Stopped before anything was said: the question was not asked, as far as the conversation goes, and
+            // the turns counted out to make room for it stay.
             self.turns.pop();
-        } else if let Some(turn) = self.turns.last_mut() {
-            turn.answer = answer.text;
+            room.turns_dropped = 0;
+        } else {
+            self.turns.drain(..room.turns_dropped);
+            if let Some(turn) = self.turns.last_mut() {
+                turn.answer = answer.text;
+            }
         }
         Ok(TurnStats {
             prompt_tokens: answer.prompt_tokens,

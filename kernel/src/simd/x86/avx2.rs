@@ -19,10 +19,11 @@ use crate::quant::{
 
 entry_points!(Avx2, batched);
 
+/// A 32-byte array (levels, quantized activations, 16-element sums) as one vector.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load32<T: bytemuck::Pod>(v: &[T; 32]) -> __m256i {
-    const { assert!(size_of::<T>() == 1) };
+fn load32<T: bytemuck::Pod, const N: usize>(v: &[T; N]) -> __m256i {
+    const { assert!(size_of::<[T; N]>() == 32) };
     // SAFETY: `v` is 32 readable bytes; the unaligned load has no alignment requirement.
     unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
 }
@@ -255,9 +256,7 @@ fn k_dot(q: KLevels, a: &BlockQ8_K) -> (__m256i, i32) {
         sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
     }
     // |weights| <= 128 and |16-element sums| <= 2032: the pairwise i32 sums of madd cannot overflow.
-    // SAFETY: `bsums` is 32 readable bytes; the unaligned load has no alignment requirement.
-    let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
-    (sum, hsum_epi32(_mm256_madd_epi16(q.sum_weights, bsums)))
+    (sum, hsum_epi32(_mm256_madd_epi16(q.sum_weights, load32(&a.bsums))))
 }
 
 /// Q4_K and Q5_K differ only in how the 32 levels of a 64-element chunk's two sub-blocks are formed; `levels(c)`
