@@ -60,6 +60,29 @@ fn assert_close<W: SimdDot>(name: &str, w: &[W], a: &[W::Act]) {
             "{name} on {isa}, 4 rows"
         );
     }
+    // The x86 ISAs run one set of kernels whose instructions differ only in how they form the same integers: the same
+    // bits, for one row (decode) and for a full tile of 8 rows (prefill).
+    let tile = [a, &reversed, a, a, &reversed, a, &reversed, &reversed];
+    let x86: Vec<_> = Isa::available()
+        .into_iter()
+        .filter(|isa| ["avx2", "avx512"].contains(&isa.name()))
+        .map(|isa| {
+            (
+                isa,
+                isa.vec_dot(w, a).to_bits(),
+                isa.vec_dots(w, tile).map(f32::to_bits),
+            )
+        })
+        .collect();
+    for pair in x86.windows(2) {
+        let ((x, x_one, x_tile), (y, y_one, y_tile)) = (pair[0], pair[1]);
+        assert_eq!(
+            (x_one, x_tile),
+            (y_one, y_tile),
+            "{name}: {x} and {y} with {} blocks",
+            w.len()
+        );
+    }
 }
 
 fn quantized<B: Quantize>(x: &[f32]) -> Vec<B> {

@@ -127,79 +127,89 @@ pub mod reference {
 }
 
 impl Isa {
+    /// The token of the x86 float kernels, if this ISA runs them (AVX-512 runs AVX2's).
+    #[cfg(hearth_x86_simd)]
+    fn x86_float(self) -> Option<super::x86::Avx2> {
+        match self {
+            Isa::Avx2(token) => Some(token),
+            Isa::Avx512(token) => Some(token.avx2()),
+            _ => None,
+        }
+    }
+
     /// `y = f16(x·v + y)` ([`reference::mad_f16`]).
     #[inline]
     pub fn mad_f16(self, y: &mut [f16], x: &[f16], v: f32) {
         debug_assert_eq!(x.len(), y.len());
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::mad_f16(token, y, x, v),
-            _ => reference::mad_f16(y, x, v),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::mad_f16(token, y, x, v);
         }
+        reference::mad_f16(y, x, v)
     }
 
     /// `y = f16(y·v)` ([`reference::scale_f16`]).
     #[inline]
     pub fn scale_f16(self, y: &mut [f16], v: f32) {
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::scale_f16(token, y, v),
-            _ => reference::scale_f16(y, v),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::scale_f16(token, y, v);
         }
+        reference::scale_f16(y, v)
     }
 
     /// `y = x·v + y` ([`reference::mad_f32`]).
     #[inline]
     pub fn mad_f32(self, y: &mut [f32], x: &[f32], v: f32) {
         debug_assert_eq!(x.len(), y.len());
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::mad_f32(token, y, x, v),
-            _ => reference::mad_f32(y, x, v),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::mad_f32(token, y, x, v);
         }
+        reference::mad_f32(y, x, v)
     }
 
     /// `out[j] = Σ_d q[d]·kt[d][j]` ([`reference::dot_columns`]).
     #[inline]
     pub fn dot_columns(self, kt: &[f32], q: &[f32], out: &mut [f32]) {
         debug_assert_eq!(kt.len(), q.len() * out.len());
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::dot_columns(token, kt, q, out),
-            _ => reference::dot_columns(kt, q, out),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::dot_columns(token, kt, q, out);
         }
+        reference::dot_columns(kt, q, out)
     }
 
     /// `out[j] = Σ_d k[j][d]·q[d]` over f16 rows ([`reference::dot_f16_rows`]).
     #[inline]
     pub fn dot_f16_rows(self, k: &[f16], q: &[f16], out: &mut [f32]) {
         debug_assert_eq!(k.len(), q.len() * out.len());
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::dot_f16_rows(token, k, q, out),
-            _ => reference::dot_f16_rows(k, q, out),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::dot_f16_rows(token, k, q, out);
         }
+        reference::dot_f16_rows(k, q, out)
     }
 
     /// `dst = f32(src)` ([`reference::f16_to_f32`]).
     #[inline]
     pub fn f16_to_f32(self, src: &[f16], dst: &mut [f32]) {
         debug_assert_eq!(src.len(), dst.len());
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::f16_to_f32(token, src, dst),
-            _ => reference::f16_to_f32(src, dst),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::f16_to_f32(token, src, dst);
         }
+        reference::f16_to_f32(src, dst)
     }
 
     /// `x = exp(x - max)`, returning the sum ([`reference::exp_sum`]).
     #[inline]
     pub fn exp_sum(self, x: &mut [f32], max: f32) -> f64 {
-        match self {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx2(token) => super::x86::float::exp_sum(token, x, max),
-            _ => reference::exp_sum(x, max),
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::exp_sum(token, x, max);
         }
+        reference::exp_sum(x, max)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Instruction-set selection. The best available ISA is chosen once at run time (under `std`; by
-//! `cfg!(target_feature)` without it) and can be forced with `HEARTH_ISA=scalar|avx2|neon` so tests and benches
-//! exercise every path the machine has.
+//! `cfg!(target_feature)` without it) and can be forced with `HEARTH_ISA=scalar|avx2|avx512|neon` so tests and
+//! benches exercise every path the machine has.
 //!
 //! Each SIMD ISA is represented by a zero-sized capability token that can only be obtained after its CPU features
 //! were detected; `#[target_feature]` kernels are reachable only through a token, which is what makes calling them
@@ -71,6 +71,10 @@ pub enum Isa {
     /// x86-64 with AVX2, FMA and F16C.
     #[cfg(hearth_x86_simd)]
     Avx2(x86::Avx2),
+    /// x86-64 with AVX-512 (F, BW, VL) and VNNI besides AVX2: the integer dot products use VNNI; the float kernels
+    /// are AVX2's.
+    #[cfg(hearth_x86_simd)]
+    Avx512(x86::Avx512),
     /// AArch64 Advanced SIMD.
     #[cfg(target_arch = "aarch64")]
     Neon(aarch64::Neon),
@@ -81,7 +85,9 @@ impl Isa {
     pub fn available() -> alloc::vec::Vec<Isa> {
         let simd = core::iter::empty();
         #[cfg(hearth_x86_simd)]
-        let simd = simd.chain(x86::Avx2::detect().map(Isa::Avx2));
+        let simd = simd
+            .chain(x86::Avx2::detect().map(Isa::Avx2))
+            .chain(x86::Avx512::detect().map(Isa::Avx512));
         #[cfg(target_arch = "aarch64")]
         let simd = simd.chain(aarch64::Neon::detect().map(Isa::Neon));
         core::iter::once(Isa::Scalar).chain(simd).collect()
@@ -92,7 +98,7 @@ impl Isa {
         Self::available().last().copied().unwrap_or(Isa::Scalar)
     }
 
-    /// The ISA called `name` (`scalar`, `avx2`, `neon`), if this machine can run it.
+    /// The ISA called `name` (`scalar`, `avx2`, `avx512`, `neon`), if this machine can run it.
     pub fn by_name(name: &str) -> Option<Isa> {
         Self::available()
             .into_iter()
@@ -125,6 +131,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             #[cfg(hearth_x86_simd)]
             Isa::Avx2(_) => "avx2",
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx512(_) => "avx512",
             #[cfg(target_arch = "aarch64")]
             Isa::Neon(_) => "neon",
         }
@@ -149,6 +157,8 @@ impl Isa {
             Isa::Scalar => a.map(|a| W::vec_dot_ref(w, a)),
             #[cfg(hearth_x86_simd)]
             Isa::Avx2(token) => W::vec_dots_avx2(token, w, a),
+            #[cfg(hearth_x86_simd)]
+            Isa::Avx512(token) => W::vec_dots_avx512(token, w, a),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon(token) => W::vec_dots_neon(token, w, a),
         }
@@ -177,6 +187,13 @@ pub trait SimdDot: WeightBlock {
         a.map(|a| Self::vec_dot_ref(w, a))
     }
 
+    /// AVX-512 VNNI dot products.
+    #[cfg(hearth_x86_simd)]
+    fn vec_dots_avx512<const N: usize>(token: x86::Avx512, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
+        let _ = token;
+        a.map(|a| Self::vec_dot_ref(w, a))
+    }
+
     /// NEON dot products.
     #[cfg(target_arch = "aarch64")]
     fn vec_dots_neon<const N: usize>(token: aarch64::Neon, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
@@ -191,6 +208,11 @@ macro_rules! simd_dot_impls {
             #[cfg(hearth_x86_simd)]
             fn vec_dots_avx2<const N: usize>(token: x86::Avx2, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
                 x86::avx2::$kernel(token, w, a)
+            }
+
+            #[cfg(hearth_x86_simd)]
+            fn vec_dots_avx512<const N: usize>(token: x86::Avx512, w: &[Self], a: [&[Self::Act]; N]) -> [f32; N] {
+                x86::avx512::$kernel(token, w, a)
             }
 
             #[cfg(target_arch = "aarch64")]

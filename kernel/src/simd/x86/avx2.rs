@@ -1,83 +1,10 @@
-//! AVX2 + FMA dot products of a weight row with `N` quantized activation rows.
-//!
-//! Every kernel has one shape ([`each_block`]): a weight block is unpacked once into levels, then dotted with the
-//! matching block of each activation row. Integer products use `maddubs` (u8 × i8 → pairwise-summed i16): weights are
-//! made unsigned (K-quant levels, nibbles) or, for signed pairs, the sign of one operand is moved onto the other.
-//! Every bound that keeps the i16 pairs from saturating is noted where it matters. Per-block f32 scales multiply the
-//! i32 sums with FMA into one 8-lane accumulator per activation row, summed once at the end. Unpacking once for
-//! several rows is what makes a multi-token matmul cheaper per output than a matrix-vector product.
+//! AVX2 + FMA integer dot products: the shared kernels of [`int8_kernels!`] over `maddubs`/`madd` products.
 
 use core::arch::x86_64::*;
 
-use half::f16;
-
 use super::Avx2;
-use crate::quant::kquant::unpack_scale_mins;
-use crate::quant::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
-};
 
-entry_points!(Avx2, batched);
-
-/// A 32-byte array (levels, quantized activations, 16-element sums) as one vector.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32<T: bytemuck::Pod, const N: usize>(v: &[T; N]) -> __m256i {
-    const { assert!(size_of::<[T; N]>() == 32) };
-    // SAFETY: `v` is 32 readable bytes; the unaligned load has no alignment requirement.
-    unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load16(v: &[u8; 16]) -> __m128i {
-    // SAFETY: `v` is 16 readable bytes; the unaligned load has no alignment requirement.
-    unsafe { _mm_loadu_si128(v.as_ptr().cast()) }
-}
-
-/// Splits 32 bytes (as in a slice of i8/u8) into 32-element arrays.
-#[inline]
-fn chunks32<T>(v: &[T]) -> &[[T; 32]] {
-    v.as_chunks::<32>().0
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_to_f32(h: f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_ps(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_epi32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
-}
-
-/// Signed levels prepared for [`dot_i8`]: their absolute values and themselves (whose signs move onto the partner).
-#[derive(Clone, Copy)]
-struct SignedLevels {
-    abs: __m256i,
-    levels: __m256i,
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn signed(levels: __m256i) -> SignedLevels {
-    SignedLevels {
-        abs: _mm256_sign_epi8(levels, levels),
-        levels,
-    }
-}
+int8_kernels!(Avx2, "avx2,fma,f16c");
 
 /// Σ of i8 × i8 products in 8 i32 lanes. Requires |x|, |y| <= 127 or one of them > -128 so pairs fit i16.
 #[inline]
@@ -95,281 +22,29 @@ fn dot_u8_i8(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
 }
 
-/// A legacy block's 16 nibble bytes as 32 bytes: values 0..16 (low nibbles) then 16..32 (high nibbles).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
-    let bytes = load16(qs);
-    let low = _mm_set1_epi8(0x0f);
-    _mm256_set_m128i(
-        _mm_and_si128(_mm_srli_epi16::<4>(bytes), low),
-        _mm_and_si128(bytes, low),
-    )
-}
-
-/// 0x10 in byte `i` where bit `i` of the little-endian `qh` is set: the fifth bit of Q5_0/Q5_1 values.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn fifth_bits(qh: [u8; 4]) -> __m256i {
-    // Byte i takes qh byte i/8, is ORed with every bit but bit i%8 set, and is all-ones exactly when bit i%8 was set.
-    let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(i32::from_le_bytes(qh)),
-        _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
-    );
-    let others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
-    _mm256_and_si256(
-        _mm256_cmpeq_epi8(others, _mm256_set1_epi64x(-1)),
-        _mm256_set1_epi8(0x10),
-    )
-}
-
-/// One weight block against one activation block: `lanes + extra`.
-struct BlockDot {
-    lanes: Lanes,
-    extra: f32,
-}
-
-/// A block's 8 partial sums, and so how they are rounded into the row's accumulator. Each kernel keeps the rounding
-/// of the one-row kernels it grew from (which the greedy-parity goldens were checked with): a different but equally
-/// accurate rounding changes greedy continuations at near-ties.
+/// A K-quant block's 8 chunks of 32 levels (unsigned, at most 63) and each chunk's scales in i16 lanes (one scale
+/// for a Q4_K/Q5_K sub-block; Q6_K's two 16-element groups in the low and high 128 bits).
 #[derive(Clone, Copy)]
-enum Lanes {
-    /// `scale · ints`, fused into the accumulator (one rounding).
-    Fused { scale: f32, ints: __m256i },
-    /// `scale · ints` rounded, then added (Q4_K, Q5_K).
-    Rounded { scale: f32, ints: __m256i },
-}
-
-/// The loop every kernel shares: for each weight block, `unpack` it once, then add `dot(unpacked, w, a)` for the
-/// matching block of each of the `N` activation rows. Returns the `N` row totals.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn each_block<W, A, U: Copy, const N: usize>(
-    w: &[W],
-    a: [&[A]; N],
-    unpack: impl Fn(&W) -> U,
-    dot: impl Fn(U, &W, &A) -> BlockDot,
-) -> [f32; N] {
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut extra = [0.0f32; N];
-    for (i, w) in w.iter().enumerate() {
-        let levels = unpack(w);
-        for n in 0..N {
-            let block = dot(levels, w, &a[n][i]);
-            acc[n] = match block.lanes {
-                Lanes::Fused { scale, ints } => {
-                    _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(ints), acc[n])
-                }
-                Lanes::Rounded { scale, ints } => {
-                    _mm256_add_ps(acc[n], _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(ints)))
-                }
-            };
-            extra[n] += block.extra;
-        }
-    }
-    let mut totals = [0.0f32; N];
-    for n in 0..N {
-        totals[n] = hsum_ps(acc[n]) + extra[n];
-    }
-    totals
-}
-
-/// Signed levels against a Q8_0 block (Q8_0, Q4_0, Q5_0 weights).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn signed_dot(q: SignedLevels, d: f16, a: &BlockQ8_0) -> BlockDot {
-    BlockDot {
-        lanes: Lanes::Fused {
-            scale: f16_to_f32(d) * f16_to_f32(a.d),
-            ints: dot_i8(q, load32(&a.qs)),
-        },
-        extra: 0.0,
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0<const N: usize>(w: &[BlockQ8_0], a: [&[BlockQ8_0]; N]) -> [f32; N] {
-    each_block(w, a, |w| signed(load32(&w.qs)), |q, w, a| signed_dot(q, w.d, a))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_0<const N: usize>(w: &[BlockQ4_0], a: [&[BlockQ8_0]; N]) -> [f32; N] {
-    let unpack = |w: &BlockQ4_0| signed(_mm256_sub_epi8(unpack_nibbles(&w.qs), _mm256_set1_epi8(8)));
-    each_block(w, a, unpack, |q, w, a| signed_dot(q, w.d, a))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0<const N: usize>(w: &[BlockQ5_0], a: [&[BlockQ8_0]; N]) -> [f32; N] {
-    let unpack = |w: &BlockQ5_0| {
-        let q = _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh));
-        signed(_mm256_sub_epi8(q, _mm256_set1_epi8(16)))
-    };
-    each_block(w, a, unpack, |q, w, a| signed_dot(q, w.d, a))
-}
-
-/// Shared by Q4_1 and Q5_1: unsigned levels `q` with scale `d` and minimum `m` against one Q8_1 block (the minimum
-/// term `m · s` comes from the block's sum).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn with_min(q: __m256i, d: f16, m: f16, a: &BlockQ8_1) -> BlockDot {
-    BlockDot {
-        lanes: Lanes::Fused {
-            scale: f16_to_f32(d) * f16_to_f32(a.d),
-            ints: dot_u8_i8(q, load32(&a.qs)),
-        },
-        extra: f16_to_f32(m) * f16_to_f32(a.s),
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1<const N: usize>(w: &[BlockQ4_1], a: [&[BlockQ8_1]; N]) -> [f32; N] {
-    each_block(w, a, |w| unpack_nibbles(&w.qs), |q, w, a| with_min(q, w.d, w.m, a))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_1<const N: usize>(w: &[BlockQ5_1], a: [&[BlockQ8_1]; N]) -> [f32; N] {
-    let unpack = |w: &BlockQ5_1| _mm256_or_si256(unpack_nibbles(&w.qs), fifth_bits(w.qh));
-    each_block(w, a, unpack, |q, w, a| with_min(q, w.d, w.m, a))
-}
-
-/// A K-quant block unpacked: the levels of its 8 chunks of 32 (unsigned, at most 63), each chunk's scales in i16 lanes
-/// (one scale for a Q4_K/Q5_K sub-block; Q6_K's two 16-element groups in the low and high 128 bits), and the i16
-/// weights of the activations' 16-element sums in the correction term (Q4_K/Q5_K: the minimums as pairs
-/// `(m_j, m_j)`; Q6_K: the 16 group scales, for the -32 offset of its levels).
-#[derive(Clone, Copy)]
-struct KLevels {
+struct KChunks {
     levels: [__m256i; 8],
     scales: [__m256i; 8],
-    sum_weights: __m256i,
 }
 
-/// A K-quant block against a Q8_K block: `Σ_c scales_c · levels_c · y_c` in 8 i32 lanes, and
-/// `Σ_g sum_weights_g · bsums_g` (the correction term, before its scale).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k_dot(q: KLevels, a: &BlockQ8_K) -> (__m256i, i32) {
-    let y = chunks32(&a.qs);
+fn k_chunks(levels: [__m256i; 8], scales: [__m256i; 8]) -> KChunks {
+    KChunks { levels, scales }
+}
+
+/// `Σ_c scales_c · levels_c · y_c` in 8 i32 lanes (lane i: elements 4i..4i+4 of every chunk).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k_chunks_dot(q: KChunks, y: &[i8; 256]) -> __m256i {
     let mut sum = _mm256_setzero_si256();
-    for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(y) {
+    for ((levels, scales), y) in q.levels.iter().zip(&q.scales).zip(chunks32(y)) {
         // Levels <= 63 and |y| <= 127: each i16 pair is at most 16002.
-        let products = _mm256_maddubs_epi16(*levels, load32(y));
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(products, *scales));
+        let pairs = _mm256_maddubs_epi16(*levels, load32(y));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, *scales));
     }
-    // |weights| <= 128 and |16-element sums| <= 2032: the pairwise i32 sums of madd cannot overflow.
-    (sum, hsum_epi32(_mm256_madd_epi16(q.sum_weights, load32(&a.bsums))))
-}
-
-/// Q4_K and Q5_K differ only in how the 32 levels of a 64-element chunk's two sub-blocks are formed; `levels(c)`
-/// returns them (sub-block 2c, sub-block 2c+1), each at most 31.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn scale_min_levels(packed: &[u8; 12], levels: impl Fn(usize) -> (__m256i, __m256i)) -> KLevels {
-    let (scales, mins) = unpack_scale_mins(packed);
-    let mut all = [_mm256_setzero_si256(); 8];
-    for c in 0..4 {
-        (all[2 * c], all[2 * c + 1]) = levels(c);
-    }
-    let pairs: [u8; 16] = core::array::from_fn(|i| mins[i / 2]);
-    KLevels {
-        levels: all,
-        scales: scales.map(|s| _mm256_set1_epi16(i16::from(s))),
-        sum_weights: _mm256_cvtepu8_epi16(load16(&pairs)),
-    }
-}
-
-/// `d · Σ scale·level·y − dmin · Σ_j m_j · (sum of y over sub-block j)`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn scale_min_dot(q: KLevels, d: f16, dmin: f16, a: &BlockQ8_K) -> BlockDot {
-    let (sum, min_term) = k_dot(q, a);
-    BlockDot {
-        lanes: Lanes::Rounded {
-            scale: f16_to_f32(d) * a.d,
-            ints: sum,
-        },
-        extra: -(f16_to_f32(dmin) * a.d * min_term as f32),
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k<const N: usize>(w: &[BlockQ4_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let unpack = |w: &BlockQ4_K| {
-        let qs = chunks32(&w.qs);
-        scale_min_levels(&w.scales, |c| {
-            let q = load32(&qs[c]);
-            (_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4))
-        })
-    };
-    each_block(w, a, unpack, |q, w, a| scale_min_dot(q, w.d, w.dmin, a))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_k<const N: usize>(w: &[BlockQ5_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let one = _mm256_set1_epi8(1);
-    let unpack = |w: &BlockQ5_K| {
-        let qs = chunks32(&w.qs);
-        let qh = load32(&w.qh);
-        // Bit j of qh[l] is the fifth bit of sub-block j's element l: shift it to bit 0 of each byte (16-bit shifts
-        // bring neighbouring bits into the byte's top, which the mask drops), then to bit 4.
-        let fifth = |j: usize| {
-            let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)), one);
-            _mm256_slli_epi16::<4>(bit)
-        };
-        scale_min_levels(&w.scales, |c| {
-            let q = load32(&qs[c]);
-            let lo = _mm256_or_si256(_mm256_and_si256(q, m4), fifth(2 * c));
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), m4), fifth(2 * c + 1));
-            (lo, hi)
-        })
-    };
-    each_block(w, a, unpack, |q, w, a| scale_min_dot(q, w.d, w.dmin, a))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k<const N: usize>(w: &[BlockQ6_K], a: [&[BlockQ8_K]; N]) -> [f32; N] {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m2 = _mm256_set1_epi8(0x03);
-    // Chunk 4h+k; the -32 offset of the levels is applied through the activation sums.
-    let unpack = |w: &BlockQ6_K| {
-        let ql = chunks32(&w.ql);
-        let qh = chunks32(&w.qh);
-        let mut levels = [_mm256_setzero_si256(); 8];
-        for h in 0..2 {
-            let high_bits = load32(&qh[h]);
-            for k in 0..4 {
-                let low = load32(&ql[2 * h + k % 2]);
-                let low = if k < 2 {
-                    _mm256_and_si256(low, m4)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(low), m4)
-                };
-                let high = _mm256_and_si256(_mm256_srl_epi16(high_bits, _mm_cvtsi32_si128(2 * k as i32)), m2);
-                levels[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16::<4>(high));
-            }
-        }
-        // Chunk c covers groups 2c (low 128 bits) and 2c+1 (high 128 bits).
-        let scales = core::array::from_fn(|c| {
-            _mm256_set_m128i(
-                _mm_set1_epi16(i16::from(w.scales[2 * c + 1])),
-                _mm_set1_epi16(i16::from(w.scales[2 * c])),
-            )
-        });
-        KLevels {
-            levels,
-            scales,
-            sum_weights: _mm256_cvtepi8_epi16(load16(bytemuck::cast_ref(&w.scales))),
-        }
-    };
-    let dot = |q: KLevels, w: &BlockQ6_K, a: &BlockQ8_K| {
-        // Σ_g scale_g · (sum of y over group g) · 32 undoes the offset of the levels.
-        let (sum, offset) = k_dot(q, a);
-        let d = f16_to_f32(w.d) * a.d;
-        BlockDot {
-            lanes: Lanes::Fused { scale: d, ints: sum },
-            extra: -(d * (32 * offset) as f32),
-        }
-    };
-    each_block(w, a, unpack, dot)
+    sum
 }

@@ -1,6 +1,10 @@
 //! x86-64 capability tokens and kernels.
 
+#[macro_use]
+mod int8;
+
 pub mod avx2;
+pub mod avx512;
 pub mod float;
 
 /// Proof that the CPU supports AVX2, FMA and F16C (obtainable only through [`Avx2::detect`]).
@@ -23,5 +27,37 @@ impl Avx2 {
             target_feature = "f16c"
         ));
         present.then_some(Avx2 { _private: () })
+    }
+}
+
+/// Proof that the CPU supports everything [`Avx2`] stands for plus AVX-512 F, BW, VL and VNNI (obtainable only
+/// through [`Avx512::detect`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx512 {
+    avx2: Avx2,
+}
+
+impl Avx512 {
+    /// The token, if this CPU has AVX2, FMA, F16C and AVX-512 F, BW, VL and VNNI.
+    pub fn detect() -> Option<Self> {
+        let avx2 = Avx2::detect()?;
+        #[cfg(feature = "std")]
+        let present = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni");
+        #[cfg(not(feature = "std"))]
+        let present = cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512vnni"
+        ));
+        present.then_some(Avx512 { avx2 })
+    }
+
+    /// The AVX2 token this CPU also has (for the kernels AVX-512 does not replace).
+    pub fn avx2(self) -> Avx2 {
+        self.avx2
     }
 }
