@@ -266,7 +266,7 @@ pub(super) fn dequantize_scale_min(
     }
 }
 
-/// Σ_j mins[j] · (sum of activation sub-block j): the minimum term of a Q4_K/Q5_K dot product.
+/// Σ_j `mins[j]` · (sum of activation sub-block j): the minimum term of a Q4_K/Q5_K dot product.
 #[inline]
 pub(crate) fn min_term(mins: &[u8; 8], a: &BlockQ8_K) -> i32 {
     (0..8)

@@ -107,7 +107,7 @@ pub mod reference {
         }
     }
 
-    /// `x[i] = exp(x[i] - max)` with [`expf`](super::expf), returning `Σ x[i]` summed per 8 lanes into an f64
+    /// `x[i] = exp(x[i] - max)` with [`expf`], returning `Σ x[i]` summed per 8 lanes into an f64
     /// (ggml's `ggml_vec_soft_max_f32`; a tail of fewer than 8 uses libm's `expf`).
     pub fn exp_sum(x: &mut [f32], max: f32) -> f64 {
         let mut sum = 0f64;

@@ -1,4 +1,5 @@
-//! AVX2 + FMA integer dot products: the shared kernels of [`int8_kernels!`] over `maddubs`/`madd` products.
+//! AVX2 + FMA integer dot products: the shared kernels of `int8_kernels!` (in `int8.rs`) over `maddubs`/`madd`
+//! products.
 
 use core::arch::x86_64::*;
 

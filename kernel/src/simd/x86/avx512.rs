@@ -1,6 +1,7 @@
-//! AVX-512 VNNI integer dot products: the shared kernels of [`int8_kernels!`] with `vpdpbusd`/`vpdpwssd`, which sum
-//! byte or word products into i32 lanes in one instruction, on 256-bit vectors (AVX-512VL) and with AVX-512's 32
-//! vector registers. They compute the same integers as the AVX2 primitives, so the two ISAs give the same bits.
+//! AVX-512 VNNI integer dot products: the shared kernels of `int8_kernels!` (in `int8.rs`) with `vpdpbusd` for byte
+//! products and K-quant chunks two to a 512-bit vector (`vpmaddubsw` + `vpdpwssd`), with AVX-512's 32 vector
+//! registers. They compute the same integers in the same lanes as the AVX2 primitives, so the two ISAs give the same
+//! bits.
 
 use core::arch::x86_64::*;
 

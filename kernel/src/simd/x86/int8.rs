@@ -1,6 +1,6 @@
 //! The integer dot products of a weight row with `N` quantized activation rows, written once for the x86 ISAs.
 //!
-//! [`int8_kernels!`] expands to one ISA's kernels and entry points, every function compiled for that ISA's target
+//! `int8_kernels!` expands to one ISA's kernels and entry points, every function compiled for that ISA's target
 //! features. The invoking module supplies the few primitives whose best instructions differ between ISAs:
 //! - `dot_i8`, `dot_u8_i8`: Σ of byte products in 8 i32 lanes (legacy types);
 //! - `KChunks`, `k_chunks`, `k_chunks_dot`: a K-quant block's 8 chunks of 32 levels with their scales, laid out for
