@@ -160,6 +160,24 @@ macro_rules! int8_kernels {
             }
         }
 
+        /// How far ahead of the block being computed its loop prefetches weights: about 24 cache lines, enough for
+        /// the lines to arrive before they are needed. Decode stalls on weight loads that the hardware prefetcher
+        /// starts too late; measured on Qwen2.5-Coder Q4_K_M tg32 (ten interleaved rounds), every line of the block
+        /// 1536 bytes ahead gave +21 % over none, 3072 bytes the same, one line per block only +10 %.
+        const PREFETCH_AHEAD: usize = 1536;
+
+        /// Asks for the cache lines of the weight block `PREFETCH_AHEAD` bytes after `w` (in this row or the next
+        /// rows, which the thread visits next).
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn prefetch_ahead<W>(w: &W) {
+            let ahead = (w as *const W).cast::<i8>().wrapping_add(PREFETCH_AHEAD);
+            // A prefetch is only a hint: it cannot fault, whatever the address (past the matrix's end included).
+            for line in (0..size_of::<W>()).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            }
+        }
+
         /// The loop of the legacy kernels: for each weight block, `unpack` it once, then add `dot(unpacked, w, a)` for
         /// the matching block of each of the `N` activation rows. Returns the `N` row totals.
         #[inline]
@@ -174,6 +192,7 @@ macro_rules! int8_kernels {
             let mut acc = [_mm256_setzero_ps(); N];
             let mut extra = [0.0f32; N];
             for (i, w) in w.iter().enumerate() {
+                prefetch_ahead(w);
                 let levels = unpack(w);
                 for n in 0..N {
                     let block = dot(levels, w, &a[n][i]);
@@ -295,6 +314,7 @@ macro_rules! int8_kernels {
             let mut acc = [_mm256_setzero_ps(); N];
             let mut corrections = _mm256_setzero_ps();
             for (i, w) in w.iter().enumerate() {
+                prefetch_ahead(w);
                 let block = unpack(w);
                 let mut sums = [_mm256_setzero_si256(); 8];
                 for n in 0..N {
