@@ -57,7 +57,12 @@ pub fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(),
 }
 
 /// Runs `f(chunk_index, chunk)` over `chunk_len`-sized pieces of `data`: across threads with `std`, in order without.
+/// Work of a single chunk runs on the calling thread (handing it to the pool would only add a wake-up).
 pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if data.len() <= chunk_len {
+        f(0, data);
+        return;
+    }
     #[cfg(feature = "std")]
     {
         use rayon::prelude::*;
@@ -65,6 +70,12 @@ pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl 
     }
     #[cfg(not(feature = "std"))]
     data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// A chunk length that splits `len` items of element-wise work evenly across the threads, but no smaller than
+/// `min_chunk` (below which a thread's share costs less than waking it).
+pub(crate) fn even_chunks(len: usize, min_chunk: usize) -> usize {
+    len.div_ceil(thread_count()).max(min_chunk)
 }
 
 /// How many threads `for_each_chunk` spreads work over.
