@@ -190,7 +190,7 @@ impl<'a> Model<'a> {
             norm::rms_norm_into(&x, &layer.ffn_norm, c.eps, &mut h)?;
             matmul(isa, &layer.gate, &h, &mut gate, &mut scratch)?;
             matmul(isa, &layer.up, &h, &mut up, &mut scratch)?;
-            act::swiglu(&mut gate, &up)?;
+            act::swiglu(isa, &mut gate, &up)?;
             matmul(isa, &layer.down, &gate, &mut proj, &mut scratch)?;
             act::add_assign(&mut x, &proj)?;
         }

@@ -182,7 +182,7 @@ impl Block<'_, '_> {
         if c.arch == Arch::Gemma3 {
             geglu_smooth(&mut activated, &up)?;
         } else {
-            act::swiglu(&mut activated, &up)?;
+            act::swiglu(isa, &mut activated, &up)?;
         }
         let mut down = zeros(n * dim);
         run(Projection::Down, &activated, &mut down)?;

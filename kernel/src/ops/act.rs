@@ -2,7 +2,8 @@
 
 use half::f16;
 
-use super::{OpError, expect_len};
+use super::{OpError, even_chunks, expect_len, for_each_chunk};
+use crate::simd::Isa;
 
 /// GELU, tanh approximation: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
 #[inline]
@@ -11,32 +12,45 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)))
 }
 
-/// SwiGLU: `gate[i] = silu(gate[i]) · up[i]` with `silu(x) = x / (1 + exp(-x))`. (ggml's vectorised exponential
-/// is not used here: with it, greedy agreement with llama.cpp measured worse than with libm's `expf`.)
-pub fn swiglu(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
-    expect_len("SwiGLU input", up.len(), gate.len())?;
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + libm::expf(-*g)) * u;
-    }
+/// Elements of a gated activation per thread task (below this, one thread does it all).
+const GATED_CHUNK: usize = 4096;
+
+/// `apply(gate, up)` over pieces of the two, spread across threads (prefill's gate is `[n_tokens, n_ff]`).
+fn gated(
+    what: &'static str,
+    gate: &mut [f32],
+    up: &[f32],
+    apply: impl Fn(&mut [f32], &[f32]) + Sync + Send,
+) -> Result<(), OpError> {
+    expect_len(what, up.len(), gate.len())?;
+    let chunk = even_chunks(gate.len(), GATED_CHUNK);
+    for_each_chunk(gate, chunk, |i, gate| apply(gate, &up[i * chunk..][..gate.len()]));
     Ok(())
+}
+
+/// SwiGLU: `gate[i] = silu(gate[i]) · up[i]` with `silu(x) = x / (1 + exp(-x))` and libm's `expf`, vectorised
+/// where `isa` has a kernel (the same bits). (ggml's vectorised exponential is not used here: with it, greedy
+/// agreement with llama.cpp measured worse than with libm's.)
+pub fn swiglu(isa: Isa, gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
+    gated("SwiGLU input", gate, up, |gate, up| isa.silu_mul(gate, up))
 }
 
 /// GeGLU: `gate[i] = gelu(gate[i]) · up[i]` as ggml computes it: GELU of the f16-rounded input, rounded to f16 (its
 /// 64K-entry table), 0 below -10 and the identity above 10.
 pub fn geglu(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
-    expect_len("GeGLU input", up.len(), gate.len())?;
     let round = |x: f32| f16::from_f32(x).to_f32();
-    for (g, u) in gate.iter_mut().zip(up) {
-        let gelu = if *g <= -10.0 {
-            0.0
-        } else if *g >= 10.0 {
-            *g
-        } else {
-            round(gelu_tanh(round(*g)))
-        };
-        *g = gelu * u;
-    }
-    Ok(())
+    gated("GeGLU input", gate, up, |gate, up| {
+        for (g, u) in gate.iter_mut().zip(up) {
+            let gelu = if *g <= -10.0 {
+                0.0
+            } else if *g >= 10.0 {
+                *g
+            } else {
+                round(gelu_tanh(round(*g)))
+            };
+            *g = gelu * u;
+        }
+    })
 }
 
 /// `x[i] += y[i]` (residual connections).
@@ -80,7 +94,7 @@ mod tests {
     #[test]
     fn known_values() {
         let (mut gate, up) = ([0.0f32, 1.0, -2.0, 3.0], [1.0f32, 1.0, 2.0, 0.5]);
-        swiglu(&mut gate, &up).unwrap();
+        swiglu(Isa::Scalar, &mut gate, &up).unwrap();
         let silu = |x: f32| x / (1.0 + (-x).exp());
         for (g, (x, u)) in gate.iter().zip([(0.0f32, 1.0f32), (1.0, 1.0), (-2.0, 2.0), (3.0, 0.5)]) {
             assert!((g - silu(x) * u).abs() < 1e-6);

@@ -1,4 +1,4 @@
-//! Float vector primitives for attention, with the arithmetic of ggml's CPU backend on x86 (its
+//! Float vector primitives for attention and SwiGLU, with the arithmetic of ggml's CPU backend on x86 (its
 //! summation trees, fused multiply-adds and f16 roundings), so hearth's outputs match llama.cpp's token for token.
 //!
 //! The scalar functions here are the reference: they spell out lane by lane what the AVX2 kernels compute, and are
@@ -107,6 +107,13 @@ pub mod reference {
         }
     }
 
+    /// `gate[i] = silu(gate[i]) · up[i]` with `silu(g) = g / (1 + exp(-g))` and libm's `expf` (SwiGLU).
+    pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = *g / (1.0 + libm::expf(-*g)) * u;
+        }
+    }
+
     /// `x[i] = exp(x[i] - max)` with [`expf`], returning `Σ x[i]` summed per 8 lanes into an f64
     /// (ggml's `ggml_vec_soft_max_f32`; a tail of fewer than 8 uses libm's `expf`).
     pub fn exp_sum(x: &mut [f32], max: f32) -> f64 {
@@ -200,6 +207,17 @@ impl Isa {
             return super::x86::float::f16_to_f32(token, src, dst);
         }
         reference::f16_to_f32(src, dst)
+    }
+
+    /// `gate = silu(gate)·up` ([`reference::silu_mul`]).
+    #[inline]
+    pub fn silu_mul(self, gate: &mut [f32], up: &[f32]) {
+        debug_assert_eq!(gate.len(), up.len());
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::silu_mul(token, gate, up);
+        }
+        reference::silu_mul(gate, up)
     }
 
     /// `x = exp(x - max)`, returning the sum ([`reference::exp_sum`]).

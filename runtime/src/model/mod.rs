@@ -568,7 +568,7 @@ impl<'a> Model<'a> {
             if c.arch == Arch::Gemma3 {
                 act::geglu(gate, up)?;
             } else {
-                act::swiglu(gate, up)?;
+                act::swiglu(isa, gate, up)?;
             }
             matmul(isa, &layer.down, gate, o, mm)?;
             self.add_lora(il, Projection::Down, gate, o)?;

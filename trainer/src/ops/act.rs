@@ -87,6 +87,7 @@ mod tests {
     use super::*;
     use crate::ops::check::{Rng, assert_gradient, project};
     use hearth_kernel::ops::act::swiglu;
+    use hearth_kernel::simd::Isa;
 
     type Backward = fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]) -> Result<(), OpError>;
 
@@ -109,7 +110,7 @@ mod tests {
     fn swiglu_matches_finite_differences() {
         let forward = |gate: &[f32], up: &[f32]| {
             let mut out = gate.to_vec();
-            swiglu(&mut out, up).unwrap();
+            swiglu(Isa::selected(), &mut out, up).unwrap();
             out
         };
         check("swiglu", forward, swiglu_backward);

@@ -34,6 +34,8 @@ entry! {
     fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]);
     /// `dst = f32(src)`.
     fn f16_to_f32(src: &[f16], dst: &mut [f32]);
+    /// `gate = silu(gate)·up`.
+    fn silu_mul(gate: &mut [f32], up: &[f32]);
 }
 
 mod kernels {
@@ -196,6 +198,62 @@ mod kernels {
             sum += f64::from(_mm_cvtss_f32(s));
         }
         sum + reference::exp_sum(tail, max)
+    }
+
+    /// libm's `expf` (FreeBSD's algorithm, all in f32 and unfused) for 8 lanes whose magnitude is below 87.33 (no
+    /// overflow, no subnormal results; lanes beyond that come out wrong and are for the caller to redo).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn libm_expf8(x: __m256) -> __m256 {
+        let set = _mm256_set1_ps;
+        let abs_bits = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fff_ffff));
+        let above = |bits: i32| _mm256_cmpgt_epi32(abs_bits, _mm256_set1_epi32(bits));
+        // k = round(x / ln2) beyond 1.5 ln2, ±1 beyond 0.5 ln2, else 0 (then the reduction below leaves x as it is).
+        let sign = _mm256_and_ps(x, set(-0.0));
+        let rounded = _mm256_cvttps_epi32(_mm256_add_ps(
+            _mm256_mul_ps(set(f32::from_bits(0x3fb8_aa3b)), x),
+            _mm256_or_ps(set(0.5), sign),
+        ));
+        let unit = _mm256_cvttps_epi32(_mm256_or_ps(set(1.0), sign));
+        let k = _mm256_blendv_epi8(_mm256_and_si256(unit, above(0x3eb1_7218)), rounded, above(0x3f85_1592));
+        let kf = _mm256_cvtepi32_ps(k);
+        let hi = _mm256_sub_ps(x, _mm256_mul_ps(kf, set(f32::from_bits(0x3f31_7200))));
+        let lo = _mm256_mul_ps(kf, set(f32::from_bits(0x35bf_be8e)));
+        let r = _mm256_sub_ps(hi, lo);
+        let rr = _mm256_mul_ps(r, r);
+        let poly = _mm256_add_ps(
+            set(f32::from_bits(0x3e2a_aa8f)),
+            _mm256_mul_ps(rr, set(f32::from_bits(0xbb35_5215))),
+        );
+        let c = _mm256_sub_ps(r, _mm256_mul_ps(rr, poly));
+        let q = _mm256_div_ps(_mm256_mul_ps(r, c), _mm256_sub_ps(set(2.0), c));
+        let y = _mm256_add_ps(set(1.0), _mm256_add_ps(_mm256_sub_ps(q, lo), hi));
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
+        let y = _mm256_mul_ps(y, scale);
+        // Below 2^-14 libm returns 1 + x.
+        _mm256_blendv_ps(_mm256_add_ps(set(1.0), x), y, _mm256_castsi256_ps(above(0x3900_0000)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+        let (gates, gate_tail) = gate.as_chunks_mut::<8>();
+        let (ups, up_tail) = up.as_chunks::<8>();
+        for (gate, up) in gates.iter_mut().zip(ups) {
+            let g = load(gate);
+            // |g| >= 87.33 or NaN in some lane (rare): libm's overflow and subnormal paths, by the reference.
+            let beyond = _mm256_cmpgt_epi32(
+                _mm256_and_si256(_mm256_castps_si256(g), _mm256_set1_epi32(0x7fff_ffff)),
+                _mm256_set1_epi32(0x42ae_ac4f),
+            );
+            if _mm256_movemask_ps(_mm256_castsi256_ps(beyond)) != 0 {
+                reference::silu_mul(gate, up);
+                continue;
+            }
+            let exp = libm_expf8(_mm256_xor_ps(g, _mm256_set1_ps(-0.0)));
+            let silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0), exp));
+            store(gate, _mm256_mul_ps(silu, load(up)));
+        }
+        reference::silu_mul(gate_tail, up_tail);
     }
 
     /// Transposes 8 rows of 8 lanes: lane `l` of output `i` is lane `i` of input `l`.
