@@ -1,5 +1,6 @@
-//! Float vector primitives for attention and SwiGLU, with the arithmetic of ggml's CPU backend on x86 (its
-//! summation trees, fused multiply-adds and f16 roundings), so hearth's outputs match llama.cpp's token for token.
+//! Float vector primitives for attention, with the arithmetic of ggml's CPU backend on x86 (its summation trees,
+//! fused multiply-adds and f16 roundings), so hearth's outputs match llama.cpp's token for token; and SwiGLU, with
+//! libm's exponential (which agrees with llama.cpp more often than ggml's own, measured on greedy outputs).
 //!
 //! The scalar functions here are the reference: they spell out lane by lane what the AVX2 kernels compute, and are
 //! bit-identical to them. ISAs without kernels of their own for these operations use the reference.
