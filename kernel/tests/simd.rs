@@ -287,7 +287,7 @@ fn silu_mul_gives_libms_bits() {
         }
     }
     gates.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE]);
-    // An odd length, so the kernels' tails run too.
+    // A length that is not a multiple of 8, so the kernels' tails run too.
     gates.push(1.5);
     let mut rng = Rng(11);
     let up = signal(&mut rng, gates.len());

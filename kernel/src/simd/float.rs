@@ -24,13 +24,19 @@ fn movehl_tree(v: &[f32; LANES]) -> f32 {
     (t[0] + t[2]) + (t[1] + t[3])
 }
 
+/// log2(e), and ln 2 split into a high part with trailing zero bits (so `k · LN2_HI` is exact for the `k` of an
+/// exponential's range reduction) and the rest: the constants both exponentials (ggml's and libm's) reduce with.
+pub(crate) const LOG2_E: f32 = f32::from_bits(0x3fb8_aa3b);
+pub(crate) const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+pub(crate) const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
+
 /// `exp(x)` as ggml's vectorised `ggml_v_expf` computes it for one lane (within 1.5 ULP of the true value; the same
 /// bits as the SIMD versions).
 pub fn expf(x: f32) -> f32 {
     let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
-    let z = fma(x, f32::from_bits(0x3fb8_aa3b), r); // log2(e)
+    let z = fma(x, LOG2_E, r);
     let n = z - r;
-    let b = fma(-n, f32::from_bits(0x35bf_be8e), fma(-n, f32::from_bits(0x3f31_7200), x)); // ln2 lo, hi
+    let b = fma(-n, LN2_LO, fma(-n, LN2_HI, x));
     let e = z.to_bits() << 23;
     let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
     let u = b * b;

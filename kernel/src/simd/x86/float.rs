@@ -40,7 +40,7 @@ entry! {
 
 mod kernels {
     use super::*;
-    use crate::simd::float::reference;
+    use crate::simd::float::{LN2_HI, LN2_LO, LOG2_E, reference};
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -76,12 +76,12 @@ mod kernels {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn expf8(x: __m256) -> __m256 {
         let r = _mm256_set1_ps(f32::from_bits(0x4b40_0000));
-        let z = _mm256_fmadd_ps(x, _mm256_set1_ps(f32::from_bits(0x3fb8_aa3b)), r);
+        let z = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2_E), r);
         let n = _mm256_sub_ps(z, r);
         let b = _mm256_fnmadd_ps(
             n,
-            _mm256_set1_ps(f32::from_bits(0x35bf_be8e)),
-            _mm256_fnmadd_ps(n, _mm256_set1_ps(f32::from_bits(0x3f31_7200)), x),
+            _mm256_set1_ps(LN2_LO),
+            _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x),
         );
         let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
         let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0))));
@@ -200,6 +200,9 @@ mod kernels {
         sum + reference::exp_sum(tail, max)
     }
 
+    /// The bits of 87.33, from which on (and for NaN) libm's `expf` takes its overflow and subnormal paths.
+    const LIBM_EXPF_PLAIN_BELOW: i32 = 0x42ae_ac50;
+
     /// libm's `expf` (FreeBSD's algorithm, all in f32 and unfused) for 8 lanes whose magnitude is below 87.33 (no
     /// overflow, no subnormal results; lanes beyond that come out wrong and are for the caller to redo).
     #[inline]
@@ -211,14 +214,14 @@ mod kernels {
         // k = round(x / ln2) beyond 1.5 ln2, ±1 beyond 0.5 ln2, else 0 (then the reduction below leaves x as it is).
         let sign = _mm256_and_ps(x, set(-0.0));
         let rounded = _mm256_cvttps_epi32(_mm256_add_ps(
-            _mm256_mul_ps(set(f32::from_bits(0x3fb8_aa3b)), x),
+            _mm256_mul_ps(set(LOG2_E), x),
             _mm256_or_ps(set(0.5), sign),
         ));
         let unit = _mm256_cvttps_epi32(_mm256_or_ps(set(1.0), sign));
         let k = _mm256_blendv_epi8(_mm256_and_si256(unit, above(0x3eb1_7218)), rounded, above(0x3f85_1592));
         let kf = _mm256_cvtepi32_ps(k);
-        let hi = _mm256_sub_ps(x, _mm256_mul_ps(kf, set(f32::from_bits(0x3f31_7200))));
-        let lo = _mm256_mul_ps(kf, set(f32::from_bits(0x35bf_be8e)));
+        let hi = _mm256_sub_ps(x, _mm256_mul_ps(kf, set(LN2_HI)));
+        let lo = _mm256_mul_ps(kf, set(LN2_LO));
         let r = _mm256_sub_ps(hi, lo);
         let rr = _mm256_mul_ps(r, r);
         let poly = _mm256_add_ps(
@@ -243,7 +246,7 @@ mod kernels {
             // |g| >= 87.33 or NaN in some lane (rare): libm's overflow and subnormal paths, by the reference.
             let beyond = _mm256_cmpgt_epi32(
                 _mm256_and_si256(_mm256_castps_si256(g), _mm256_set1_epi32(0x7fff_ffff)),
-                _mm256_set1_epi32(0x42ae_ac4f),
+                _mm256_set1_epi32(LIBM_EXPF_PLAIN_BELOW - 1),
             );
             if _mm256_movemask_ps(_mm256_castsi256_ps(beyond)) != 0 {
                 reference::silu_mul(gate, up);
