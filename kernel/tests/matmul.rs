@@ -87,6 +87,31 @@ fn k_quants_match_the_naive_product() {
     }
 }
 
+/// A prompt's logits must not depend on how its tokens are batched (a stopped prefill resumes in other batches):
+/// each token's outputs are the same bits whether it is computed among 40 tokens, or among 17 or 23, at other offsets
+/// within the kernels' token tiles (all three counts large enough for the interleaved AVX-512 kernels).
+#[test]
+fn a_tokens_outputs_do_not_depend_on_its_batch() {
+    let (n_in, n_out, n_tokens, split) = (512, 37, 40, 17);
+    for dtype in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::Q4_1] {
+        let mut bytes = vec![0u8; dtype.bytes_for((n_in * n_out) as u64).unwrap() as usize];
+        quant::quantize(dtype, &signal(3, n_in * n_out), &mut bytes).unwrap();
+        let w = Weights::new(dtype, n_in, n_out, &bytes).unwrap();
+        let x = signal(4, n_tokens * n_in);
+        let mut scratch = MatmulScratch::default();
+        for isa in Isa::available() {
+            let mut whole = vec![0f32; n_tokens * n_out];
+            matmul(isa, &w, &x, &mut whole, &mut scratch).unwrap();
+            let mut parts = vec![0f32; n_tokens * n_out];
+            let (first, rest) = parts.split_at_mut(split * n_out);
+            matmul(isa, &w, &x[..split * n_in], first, &mut scratch).unwrap();
+            matmul(isa, &w, &x[split * n_in..], rest, &mut scratch).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&whole), bits(&parts), "{dtype} {isa}");
+        }
+    }
+}
+
 #[test]
 fn plain_float_weights_match_the_naive_product() {
     for dtype in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {

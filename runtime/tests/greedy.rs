@@ -2,6 +2,12 @@
 //! made by make_golden.py with llama.cpp's libllama). Part of the bar is asserted here — every prompt agrees
 //! on its first 16 tokens — for the model that meets it (Qwen2.5-Coder); full-length agreement is printed. SmolLM2
 //! and Gemma-3 do not meet it yet (their goldens are committed; see the runtime issue's notes).
+//!
+//! llama.cpp's own continuations depend on the vector ISA it was built for: its AVX2 build (the goldens made on an
+//! AVX2 machine) and its AVX-512 build (the `-avx512` ones, made on an AVX-512 machine) agree on the first 16 tokens of
+//! only 17 of the 20 Qwen prompts — their kernels sum in different orders, which flips near-ties. So each prompt must
+//! agree with llama.cpp's continuation for its first 16 tokens in one build or the other: hearth's divergences then
+//! stay within the spread of the reference itself.
 
 use hearth_kernel::ops::kv::KvType;
 use hearth_runtime::model::Model;
@@ -55,21 +61,33 @@ fn agreement(model_name: &str, golden: &str) -> Vec<(String, usize, usize)> {
 }
 
 #[test]
-fn qwen2_5_coder_agrees_with_llama_cpp_on_the_first_16_tokens_of_every_prompt() {
-    let results = agreement(
-        "qwen2.5-coder-1.5b-instruct",
-        include_str!("../../testdata/greedy/qwen2.5-coder-1.5b-instruct.llama-cpp.json"),
-    );
-    let full = results.iter().filter(|(_, agree, len)| agree == len).count();
-    let report: Vec<String> = results.iter().map(|(t, a, l)| format!("{t:?}: {a}/{l}")).collect();
-    eprintln!(
-        "identical for all 64 tokens: {full}/{}\n{}",
-        results.len(),
-        report.join("\n")
-    );
+fn qwen2_5_coder_agrees_with_a_llama_cpp_build_on_the_first_16_tokens_of_every_prompt() {
+    let model = "qwen2.5-coder-1.5b-instruct";
+    let builds = [
+        (
+            "AVX2",
+            include_str!("../../testdata/greedy/qwen2.5-coder-1.5b-instruct.llama-cpp.json"),
+        ),
+        (
+            "AVX-512",
+            include_str!("../../testdata/greedy/qwen2.5-coder-1.5b-instruct.llama-cpp-avx512.json"),
+        ),
+    ];
+    let results: Vec<_> = builds.iter().map(|(_, golden)| agreement(model, golden)).collect();
+    let mut report = Vec::new();
+    for ((build, _), results) in builds.iter().zip(&results) {
+        let full = results.iter().filter(|(_, agree, len)| agree == len).count();
+        report.push(format!(
+            "llama.cpp {build}: identical for all 64 tokens: {full}/{}",
+            results.len()
+        ));
+        report.extend(results.iter().map(|(t, a, l)| format!("  {t:?}: {a}/{l}")));
+    }
+    let report = report.join("\n");
+    eprintln!("{report}");
+    let prompts = results[0].len();
     assert!(
-        results.iter().all(|(_, agree, _)| *agree >= 16),
-        "{}",
-        report.join("\n")
+        (0..prompts).all(|i| results.iter().any(|per_build| per_build[i].1 >= 16)),
+        "{report}"
     );
 }

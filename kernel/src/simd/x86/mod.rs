@@ -6,6 +6,7 @@ mod int8;
 pub mod avx2;
 pub mod avx512;
 pub mod float;
+pub mod interleaved;
 
 /// Proof that the CPU supports AVX2, FMA and F16C (obtainable only through [`Avx2::detect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

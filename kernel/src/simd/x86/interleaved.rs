@@ -1,0 +1,213 @@
+//! K-quant weight rows interleaved sixteen at a time, and the AVX-512 VNNI kernel that multiplies such a group with
+//! several tokens at once: the multi-token (prefill) matmul of Q4_K and Q6_K weights.
+//!
+//! The one-row kernels (`int8.rs`) unpack a row's block and finish every (block, token) pair on its own: eight i32
+//! lanes of one row, a float epilogue, and a horizontal sum at the row's end. Here the sixteen rows of a group sit in
+//! the sixteen lanes of one vector instead: `vpdpbusd` multiplies four levels of each of the sixteen rows with the
+//! same four activation bytes (broadcast), so every instruction of the epilogue (sub-block scales, super-block
+//! scales, the minimums or offsets) serves sixteen outputs, and nothing is ever summed across lanes. A group's weights
+//! are rearranged once into [`KGroupBlock`]s — levels a byte each, scales decoded — and then reused for every token.
+//!
+//! Both formats are "levels times a scale per sub-block, minus a correction from the activations' 16-element sums":
+//! Q4_K has 8 sub-blocks of 32 with a minimum each (`- dmin · Σ_j min_j · sum_j`); Q6_K has 16 of 16 with levels
+//! offset by 32 (`- 32·d · Σ_g scale_g · sum_g`). The arithmetic of one output is fixed — the same for every token
+//! whatever the tile it falls in — so a prompt's logits do not depend on how its tokens are batched:
+//! - per sub-block `s`: the exact integer `Σ level · y`;
+//! - per block: `main = Σ_s (Σ level · y) · scale_s` in f32, fused multiply-adds in sub-block order (exact while it
+//!   stays below 2^24); the exact integer `corr = Σ_g weight_g · sum_g` over the sixteen 16-element sums;
+//! - `acc += main · (d · y.d)` and `acc_corr += corr · (corr_scale · y.d)`, both fused, block after block;
+//! - the output `acc - acc_corr`.
+//!
+//! For Q4_K this is what llama.cpp's row-interleaved x86 kernels compute (their main sum is an i32, which the f32 sum
+//! here equals exactly while below 2^24), so greedy outputs stay as close to its as they were.
+
+use core::arch::x86_64::*;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::Avx512;
+use crate::quant::kquant::unpack_scale_mins;
+use crate::quant::{BlockQ4_K, BlockQ6_K, BlockQ8_K};
+
+/// Rows in a group: one per i32 lane of a 512-bit vector.
+pub const GROUP_ROWS: usize = 16;
+
+/// Four-level quads in a 256-element block.
+const QUADS: usize = 64;
+
+/// One 256-element block of a group of sixteen rows with `SUBS` scaled sub-blocks, laid out for the kernel.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Zeroable)]
+pub struct KGroupBlock<const SUBS: usize> {
+    /// `levels[k][r]`: elements `4k..4k+4` of row `r` (unsigned levels, at most 63), a byte each, little-endian.
+    levels: [[u32; GROUP_ROWS]; QUADS],
+    /// `scales[s][r]`: row `r`'s scale of sub-block `s`.
+    scales: [[f32; GROUP_ROWS]; SUBS],
+    /// `corr_weights[k][r]`: row `r`'s weights of the activation sums `2k` and `2k + 1` (16 elements each) in the
+    /// correction, as an i16 pair.
+    corr_weights: [[[i16; 2]; GROUP_ROWS]; 8],
+    /// Row `r`'s super-block scale.
+    d: [f32; GROUP_ROWS],
+    /// Row `r`'s scale of the correction.
+    corr_scale: [f32; GROUP_ROWS],
+}
+
+/// A weight block type whose rows interleave into groups of blocks with `SUBS` sub-blocks.
+pub trait Interleave<const SUBS: usize>: Sized {
+    /// Writes `block` as row `r` of `group`.
+    fn write_row(block: &Self, r: usize, group: &mut KGroupBlock<SUBS>);
+}
+
+impl Interleave<8> for BlockQ4_K {
+    fn write_row(block: &Self, r: usize, group: &mut KGroupBlock<8>) {
+        // Word `q` of chunk `c` holds, a nibble per byte, elements 4q..4q+4 of sub-block 2c (low nibbles) and of
+        // sub-block 2c + 1 (high nibbles).
+        let words: &[[[u8; 4]; 8]; 4] = bytemuck::cast_ref(&block.qs);
+        for (c, words) in words.iter().enumerate() {
+            for (q, &word) in words.iter().enumerate() {
+                let word = u32::from_le_bytes(word);
+                group.levels[16 * c + q][r] = (word & 0x0f0f_0f0f).to_le();
+                group.levels[16 * c + 8 + q][r] = ((word >> 4) & 0x0f0f_0f0f).to_le();
+            }
+        }
+        let (scales, mins) = unpack_scale_mins(&block.scales);
+        for j in 0..8 {
+            group.scales[j][r] = f32::from(scales[j]);
+            group.corr_weights[j][r] = [i16::from(mins[j]); 2];
+        }
+        group.d[r] = block.d.to_f32();
+        group.corr_scale[r] = block.dmin.to_f32();
+    }
+}
+
+impl Interleave<16> for BlockQ6_K {
+    fn write_row(block: &Self, r: usize, group: &mut KGroupBlock<16>) {
+        // Half h: word q of `ql[64h..]` holds elements 128h + 4q.. (low nibbles) and 128h + 64 + 4q.. (high), word q
+        // of `ql[64h + 32..]` the same 32 elements later; word q of `qh[32h..]` their top two bits, in bit pairs
+        // 0-1, 2-3, 4-5, 6-7 of each byte for those four quads in element order.
+        // (Byte arrays: a block in a model file may sit at any even address.)
+        let ql: &[[[u8; 4]; 8]; 4] = bytemuck::cast_ref(&block.ql);
+        let qh: &[[[u8; 4]; 8]; 2] = bytemuck::cast_ref(&block.qh);
+        for h in 0..2 {
+            for q in 0..8 {
+                let (low, low_next, high) = (
+                    u32::from_le_bytes(ql[2 * h][q]),
+                    u32::from_le_bytes(ql[2 * h + 1][q]),
+                    u32::from_le_bytes(qh[h][q]),
+                );
+                let nibbles = [low, low_next, low >> 4, low_next >> 4];
+                for (k, nibbles) in nibbles.into_iter().enumerate() {
+                    let top = (high >> (2 * k)) & 0x0303_0303;
+                    group.levels[32 * h + 8 * k + q][r] = ((nibbles & 0x0f0f_0f0f) | (top << 4)).to_le();
+                }
+            }
+        }
+        for g in 0..16 {
+            group.scales[g][r] = f32::from(block.scales[g]);
+        }
+        for k in 0..8 {
+            group.corr_weights[k][r] = [i16::from(block.scales[2 * k]), i16::from(block.scales[2 * k + 1])];
+        }
+        let d = block.d.to_f32();
+        group.d[r] = d;
+        // The levels are stored offset by 32: `Σ scale·(level - 32)·y = main - 32 · Σ_g scale_g · sum_g`.
+        group.corr_scale[r] = 32.0 * d;
+    }
+}
+
+/// Rearranges up to sixteen rows of equal length into `out` (one group block per block of a row). Rows missing from
+/// a short last group are zeros: their outputs are zero, and ignored.
+pub fn interleave<W: Interleave<SUBS>, const SUBS: usize>(rows: &[&[W]], out: &mut [KGroupBlock<SUBS>]) {
+    debug_assert!(rows.len() <= GROUP_ROWS && rows.iter().all(|row| row.len() == out.len()));
+    for (b, group) in out.iter_mut().enumerate() {
+        if rows.len() < GROUP_ROWS {
+            *group = KGroupBlock::zeroed();
+        }
+        for (r, row) in rows.iter().enumerate() {
+            W::write_row(&row[b], r, group);
+        }
+    }
+}
+
+/// The sixteen rows of a group (its blocks `group`) against `T` activation rows with as many blocks: `out[t][r]`,
+/// the dot product of row `r` with activation row `t`.
+pub fn group_dots<const SUBS: usize, const T: usize>(
+    _: Avx512,
+    group: &[KGroupBlock<SUBS>],
+    y: [&[BlockQ8_K]; T],
+) -> [[f32; GROUP_ROWS]; T] {
+    // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
+    unsafe { tile(group, y) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn load<T: Pod>(v: &[T; GROUP_ROWS]) -> __m512i {
+    const { assert!(size_of::<[T; GROUP_ROWS]>() == 64) };
+    // SAFETY: `v` is 64 readable bytes; the unaligned load has no alignment requirement.
+    unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn tile<const SUBS: usize, const T: usize>(
+    group: &[KGroupBlock<SUBS>],
+    y: [&[BlockQ8_K]; T],
+) -> [[f32; GROUP_ROWS]; T] {
+    let quads_per_sub = QUADS / SUBS;
+    let mut y = y;
+    for row in &mut y {
+        *row = &row[..group.len()];
+    }
+    let mut acc = [_mm512_setzero_ps(); T];
+    let mut acc_corr = [_mm512_setzero_ps(); T];
+    for (b, g) in group.iter().enumerate() {
+        // Four activation bytes at a time, as the i32 `vpdpbusd` broadcasts; the 16-element sums two at a time.
+        let mut quads: [&[[u8; 4]; QUADS]; T] = [bytemuck::cast_ref(&y[0][b].qs); T];
+        let mut sum_pairs: [&[[i16; 2]; 8]; T] = [bytemuck::cast_ref(&y[0][b].bsums); T];
+        for t in 1..T {
+            quads[t] = bytemuck::cast_ref(&y[t][b].qs);
+            sum_pairs[t] = bytemuck::cast_ref(&y[t][b].bsums);
+        }
+        let mut main = [_mm512_setzero_ps(); T];
+        for s in 0..SUBS {
+            let mut sums = [_mm512_setzero_si512(); T];
+            let first = s * quads_per_sub;
+            for (k, levels) in (first..).zip(&g.levels[first..first + quads_per_sub]) {
+                let levels = load(levels);
+                for t in 0..T {
+                    // Levels <= 63 and |y| <= 127: no i32 sum over a block can overflow.
+                    let y4 = _mm512_set1_epi32(i32::from_le_bytes(quads[t][k]));
+                    sums[t] = _mm512_dpbusd_epi32(sums[t], levels, y4);
+                }
+            }
+            let scales = _mm512_castsi512_ps(load(&g.scales[s]));
+            for t in 0..T {
+                main[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[t]), scales, main[t]);
+            }
+        }
+        let mut corr = [_mm512_setzero_si512(); T];
+        for (k, weights) in g.corr_weights.iter().enumerate() {
+            let weights = load(weights);
+            for t in 0..T {
+                let [lo, hi] = sum_pairs[t][k];
+                let pair = i32::from(lo as u16) | (i32::from(hi as u16) << 16);
+                // |weight| <= 128 and |sum| <= 2032: no pair sum overflows.
+                corr[t] = _mm512_dpwssd_epi32(corr[t], weights, _mm512_set1_epi32(pair));
+            }
+        }
+        let d = _mm512_castsi512_ps(load(&g.d));
+        let corr_scale = _mm512_castsi512_ps(load(&g.corr_scale));
+        for t in 0..T {
+            let y_d = _mm512_set1_ps(y[t][b].d);
+            acc[t] = _mm512_fmadd_ps(main[t], _mm512_mul_ps(d, y_d), acc[t]);
+            acc_corr[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr[t]), _mm512_mul_ps(corr_scale, y_d), acc_corr[t]);
+        }
+    }
+    let mut out = [[0.0f32; GROUP_ROWS]; T];
+    for t in 0..T {
+        let dots = _mm512_sub_ps(acc[t], acc_corr[t]);
+        // SAFETY: `out[t]` is 64 writable bytes; the unaligned store has no alignment requirement.
+        unsafe { _mm512_storeu_ps(out[t].as_mut_ptr(), dots) };
+    }
+    out
+}
