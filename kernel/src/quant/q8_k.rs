@@ -32,25 +32,35 @@ impl QuantBlock for BlockQ8_K {
 }
 
 impl Quantize for BlockQ8_K {
-    /// The value of largest magnitude maps to -127 (a symmetric range keeps the SIMD dot products simple).
+    /// The value of largest magnitude maps to -127 (a symmetric range keeps the SIMD dot products simple). Written as
+    /// loops over fixed lanes so that the compiler vectorises them: a prompt's activations are quantized on every
+    /// matmul.
     fn quantize(x: &[f32]) -> Self {
-        let (mut amax, mut max) = (0.0f32, 0.0f32);
-        for &v in &x[..QK_K] {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
+        let x = &x[..QK_K];
+        // The largest magnitude, eight lanes at a time (NaNs are skipped, as ggml's comparison skips them).
+        let mut lanes = [0.0f32; 8];
+        for chunk in x.as_chunks::<8>().0 {
+            for (lane, v) in lanes.iter_mut().zip(chunk) {
+                *lane = lane.max(v.abs());
             }
         }
+        let amax = lanes.into_iter().fold(0.0f32, f32::max);
         if amax == 0.0 {
             return Self::zeroed();
         }
+        // The first value of that magnitude, with its sign.
+        let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
         let iscale = -127.0 / max;
-        let qs: [i8; QK_K] = core::array::from_fn(|i| nearest_int(iscale * x[i]).min(127) as i8);
-        let bsums = core::array::from_fn(|g| qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum());
-        BlockQ8_K {
+        let mut block = BlockQ8_K {
             d: 1.0 / iscale,
-            qs,
-            bsums,
+            ..Self::zeroed()
+        };
+        for (q, &v) in block.qs.iter_mut().zip(x) {
+            *q = nearest_int(iscale * v).min(127) as i8;
         }
+        for (sum, group) in block.bsums.iter_mut().zip(block.qs.as_chunks::<16>().0) {
+            *sum = group.iter().map(|&q| i16::from(q)).sum();
+        }
+        block
     }
 }
