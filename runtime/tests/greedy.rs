@@ -25,37 +25,45 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-/// Greedy-decodes every golden case and returns, per case, how many leading tokens agree with llama.cpp's.
-fn agreement(model_name: &str, golden: &str) -> Vec<(String, usize, usize)> {
-    let golden: Value = serde_json::from_str(golden).unwrap();
+/// Greedy-decodes the cases of `goldens` (the same prompts, each golden from another llama.cpp build) and returns,
+/// per golden and per case, how many leading tokens agree with that build's. Each prompt is decoded once.
+fn agreement(model_name: &str, goldens: &[&str]) -> Vec<Vec<(String, usize, usize)>> {
+    let goldens: Vec<Value> = goldens.iter().map(|g| serde_json::from_str(g).unwrap()).collect();
+    let cases: Vec<&Vec<Value>> = goldens.iter().map(|g| g["cases"].as_array().unwrap()).collect();
     let path = Store::from_env().unwrap().resolve(model_name, &mut NoProgress).unwrap();
     let file = ModelFile::open(path).unwrap();
     let model = Model::load(&file).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
-    let mut out = Vec::new();
-    for case in golden["cases"].as_array().unwrap() {
+    let mut out = vec![Vec::new(); goldens.len()];
+    for (i, case) in cases[0].iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["continuation"]);
         let text = case["prompt"].as_str().unwrap();
         assert_eq!(
             tokenizer.encode(text, true, true),
             prompt,
             "{model_name}: tokens of {text:?}"
         );
-        let mut session = Session::new(&model, prompt.len() + expected.len(), KvType::F16).unwrap();
+        let expected: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c[i]["continuation"])).collect();
+        for other in &cases {
+            assert_eq!(ids(&other[i]["prompt_ids"]), prompt, "the goldens' prompts differ");
+        }
+        let n = expected.iter().map(Vec::len).max().unwrap();
+        let mut session = Session::new(&model, prompt.len() + n, KvType::F16).unwrap();
         let mut sampler = Sampler::new(SamplerParams::greedy());
         session.prefill(&prompt).unwrap();
         let mut ours = Vec::new();
         loop {
             let next = session.sample(&mut sampler);
             ours.push(next);
-            if ours.len() == expected.len() {
+            if ours.len() == n {
                 break;
             }
             session.push(next).unwrap();
         }
-        let agree = ours.iter().zip(&expected).take_while(|(a, b)| a == b).count();
-        out.push((text.to_owned(), agree, expected.len()));
+        for (per_golden, expected) in out.iter_mut().zip(&expected) {
+            let agree = ours.iter().zip(expected).take_while(|(a, b)| a == b).count();
+            per_golden.push((text.to_owned(), agree, expected.len()));
+        }
     }
     out
 }
@@ -73,7 +81,8 @@ fn qwen2_5_coder_agrees_with_a_llama_cpp_build_on_the_first_16_tokens_of_every_p
             include_str!("../../testdata/greedy/qwen2.5-coder-1.5b-instruct.llama-cpp-avx512.json"),
         ),
     ];
-    let results: Vec<_> = builds.iter().map(|(_, golden)| agreement(model, golden)).collect();
+    let goldens: Vec<&str> = builds.iter().map(|(_, golden)| *golden).collect();
+    let results = agreement(model, &goldens);
     let mut report = Vec::new();
     for ((build, _), results) in builds.iter().zip(&results) {
         let full = results.iter().filter(|(_, agree, len)| agree == len).count();
