@@ -19,7 +19,7 @@
 //! - the output `acc - acc_corr`.
 //!
 //! For Q4_K this is what llama.cpp's row-interleaved x86 kernels compute (their main sum is an i32, which the f32 sum
-//! here equals exactly while below 2^24), so greedy outputs stay as close to its as they were.
+//! here equals exactly while below 2^24), which keeps hearth's greedy continuations close to llama.cpp's.
 
 use core::arch::x86_64::*;
 
