@@ -187,29 +187,26 @@ pub fn matmul(
     if n_tokens == 0 {
         return Ok(());
     }
-    match w.dtype {
-        GgmlType::Q8_0 => quantized::<BlockQ8_0>(isa, w, x, out, scratch),
-        GgmlType::Q4_0 => quantized::<BlockQ4_0>(isa, w, x, out, scratch),
-        GgmlType::Q4_1 => quantized::<BlockQ4_1>(isa, w, x, out, scratch),
-        GgmlType::Q5_0 => quantized::<BlockQ5_0>(isa, w, x, out, scratch),
-        GgmlType::Q5_1 => quantized::<BlockQ5_1>(isa, w, x, out, scratch),
-        GgmlType::Q4_K => match isa {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx512(token) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-                interleaved_k::<BlockQ4_K, 8>(token, w, x, out, scratch)
-            }
-            _ => quantized::<BlockQ4_K>(isa, w, x, out, scratch),
-        },
-        GgmlType::Q5_K => quantized::<BlockQ5_K>(isa, w, x, out, scratch),
-        GgmlType::Q6_K => match isa {
-            #[cfg(hearth_x86_simd)]
-            Isa::Avx512(token) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-                interleaved_k::<BlockQ6_K, 16>(token, w, x, out, scratch)
-            }
-            _ => quantized::<BlockQ6_K>(isa, w, x, out, scratch),
-        },
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => plain(w, x, out, scratch),
-        dtype => Err(QuantError::Unsupported { op: "matmul", dtype }.into()),
+    // With AVX-512 and enough tokens, Q4_K and Q6_K take the interleaved kernels; otherwise every type has one path.
+    match (w.dtype, isa) {
+        #[cfg(hearth_x86_simd)]
+        (GgmlType::Q4_K, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
+            interleaved_k::<BlockQ4_K, 8>(token, w, x, out, scratch)
+        }
+        #[cfg(hearth_x86_simd)]
+        (GgmlType::Q6_K, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
+            interleaved_k::<BlockQ6_K, 16>(token, w, x, out, scratch)
+        }
+        (GgmlType::Q8_0, _) => quantized::<BlockQ8_0>(isa, w, x, out, scratch),
+        (GgmlType::Q4_0, _) => quantized::<BlockQ4_0>(isa, w, x, out, scratch),
+        (GgmlType::Q4_1, _) => quantized::<BlockQ4_1>(isa, w, x, out, scratch),
+        (GgmlType::Q5_0, _) => quantized::<BlockQ5_0>(isa, w, x, out, scratch),
+        (GgmlType::Q5_1, _) => quantized::<BlockQ5_1>(isa, w, x, out, scratch),
+        (GgmlType::Q4_K, _) => quantized::<BlockQ4_K>(isa, w, x, out, scratch),
+        (GgmlType::Q5_K, _) => quantized::<BlockQ5_K>(isa, w, x, out, scratch),
+        (GgmlType::Q6_K, _) => quantized::<BlockQ6_K>(isa, w, x, out, scratch),
+        (GgmlType::F32 | GgmlType::F16 | GgmlType::BF16, _) => plain(w, x, out, scratch),
+        (dtype, _) => Err(QuantError::Unsupported { op: "matmul", dtype }.into()),
     }
 }
 
