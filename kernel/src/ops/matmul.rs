@@ -26,7 +26,7 @@ use crate::quant::{
 #[cfg(hearth_x86_simd)]
 use crate::simd::x86::Avx512;
 #[cfg(hearth_x86_simd)]
-use crate::simd::x86::interleaved::{self, GROUP_ROWS, Interleave, KGroupBlock, interleave};
+use crate::simd::x86::interleaved::{GROUP_ROWS, Interleave, interleave};
 use crate::simd::{Isa, SimdDot};
 
 /// Tokens processed together against each weight row (their quantized activations stay in L2).
@@ -191,11 +191,15 @@ pub fn matmul(
     match (w.dtype, isa) {
         #[cfg(hearth_x86_simd)]
         (GgmlType::Q4_K, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-            interleaved_k::<BlockQ4_K, 8>(token, w, x, out, scratch)
+            interleaved_rows::<BlockQ4_K>(token, w, x, out, scratch)
         }
         #[cfg(hearth_x86_simd)]
         (GgmlType::Q6_K, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-            interleaved_k::<BlockQ6_K, 16>(token, w, x, out, scratch)
+            interleaved_rows::<BlockQ6_K>(token, w, x, out, scratch)
+        }
+        #[cfg(hearth_x86_simd)]
+        (GgmlType::Q4_1, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
+            interleaved_rows::<BlockQ4_1>(token, w, x, out, scratch)
         }
         (GgmlType::Q8_0, _) => quantized::<BlockQ8_0>(isa, w, x, out, scratch),
         (GgmlType::Q4_0, _) => quantized::<BlockQ4_0>(isa, w, x, out, scratch),
@@ -338,10 +342,11 @@ where
     Ok(())
 }
 
-/// K-quant weights against several tokens with AVX-512 VNNI: each task rearranges its rows sixteen at a time
-/// ([`interleaved`]) and multiplies each group with every token, [`INTERLEAVED_TILE`] tokens per kernel call.
+/// Q4_K, Q6_K or Q4_1 weights against several tokens with AVX-512 VNNI: each task rearranges its rows sixteen at a
+/// time (`simd::x86::interleaved`) and multiplies each group with every token, [`INTERLEAVED_TILE`] tokens per kernel
+/// call.
 #[cfg(hearth_x86_simd)]
-fn interleaved_k<W: Interleave<SUBS> + QuantBlock, const SUBS: usize>(
+fn interleaved_rows<W: Interleave<Act: Activation + Sync> + QuantBlock + Sync>(
     token: Avx512,
     w: &Weights<'_>,
     x: &[f32],
@@ -349,7 +354,7 @@ fn interleaved_k<W: Interleave<SUBS> + QuantBlock, const SUBS: usize>(
     scratch: &mut MatmulScratch,
 ) -> Result<(), OpError> {
     let blocks: &[W] = quant::cast_blocks(w.bytes)?;
-    let acts = quantize_activations::<BlockQ8_K>(w.n_in, x, scratch)?;
+    let acts = quantize_activations::<W::Act>(w.n_in, x, scratch)?;
     let n_tokens = x.len() / w.n_in;
     let per_row = w.n_in / W::LEN;
     let acts_ref = &acts;
@@ -359,7 +364,7 @@ fn interleaved_k<W: Interleave<SUBS> + QuantBlock, const SUBS: usize>(
         out,
         &mut scratch.by_group,
         |first_row, block| {
-            let mut group = vec![KGroupBlock::zeroed(); per_row];
+            let mut group = vec![W::Group::zeroed(); per_row];
             for (g, outs) in block.chunks_mut(ROW_GROUP * n_tokens).enumerate() {
                 let r0 = first_row + g * ROW_GROUP;
                 let mut rows: [&[W]; ROW_GROUP] = [&[]; ROW_GROUP];
@@ -371,33 +376,33 @@ fn interleaved_k<W: Interleave<SUBS> + QuantBlock, const SUBS: usize>(
                 let mut t0 = 0;
                 while t0 < n_tokens {
                     t0 += match n_tokens - t0 {
-                        1 => group_tile::<SUBS, 1>(token, &group, acts_ref, t0, outs),
-                        2 => group_tile::<SUBS, 2>(token, &group, acts_ref, t0, outs),
-                        3 => group_tile::<SUBS, 3>(token, &group, acts_ref, t0, outs),
-                        _ => group_tile::<SUBS, INTERLEAVED_TILE>(token, &group, acts_ref, t0, outs),
+                        1 => group_tile::<W, 1>(token, &group, acts_ref, t0, outs),
+                        2 => group_tile::<W, 2>(token, &group, acts_ref, t0, outs),
+                        3 => group_tile::<W, 3>(token, &group, acts_ref, t0, outs),
+                        _ => group_tile::<W, INTERLEAVED_TILE>(token, &group, acts_ref, t0, outs),
                     };
                 }
             }
         },
     );
-    scratch.q8_k = acts;
+    *W::Act::buffer(scratch) = acts;
     Ok(())
 }
 
 /// Tokens `t0..t0 + T` against an interleaved group, written into the group's results `outs` (`[n_tokens, width]`).
 /// Returns `T`.
 #[cfg(hearth_x86_simd)]
-fn group_tile<const SUBS: usize, const T: usize>(
+fn group_tile<W: Interleave, const T: usize>(
     token: Avx512,
-    group: &[KGroupBlock<SUBS>],
-    acts: &[BlockQ8_K],
+    group: &[W::Group],
+    acts: &[W::Act],
     t0: usize,
     outs: &mut [f32],
 ) -> usize {
     let per_row = group.len();
     let width = outs.len() / (acts.len() / per_row);
     let y = core::array::from_fn(|i| &acts[(t0 + i) * per_row..][..per_row]);
-    for (t, dots) in interleaved::group_dots::<SUBS, T>(token, group, y).iter().enumerate() {
+    for (t, dots) in W::dots::<T>(token, group, y).iter().enumerate() {
         outs[(t0 + t) * width..][..width].copy_from_slice(&dots[..width]);
     }
     T

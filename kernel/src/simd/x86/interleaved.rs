@@ -1,5 +1,5 @@
-//! K-quant weight rows interleaved sixteen at a time, and the AVX-512 VNNI kernel that multiplies such a group with
-//! several tokens at once: the multi-token (prefill) matmul of Q4_K and Q6_K weights.
+//! Weight rows interleaved sixteen at a time, and the AVX-512 VNNI kernels that multiply such a group with several
+//! tokens at once: the multi-token (prefill) matmul of Q4_K, Q6_K and Q4_1 weights.
 //!
 //! The one-row kernels (`int8.rs`) unpack a row's block and finish every (block, token) pair on its own: eight i32
 //! lanes of one row, a float epilogue, and a horizontal sum at the row's end. Here the sixteen rows of a group sit in
@@ -20,6 +20,10 @@
 //!
 //! For Q4_K this is what llama.cpp's row-interleaved x86 kernels compute (their main sum is an i32, which the f32 sum
 //! here equals exactly while below 2^24), which keeps hearth's greedy continuations close to llama.cpp's.
+//!
+//! Q4_1 (32-element blocks, `d · level + m`, against Q8_1) has a kernel of its own over [`Q4_1GroupBlock`]s: per block
+//! the exact integer `Σ level · y`, then `acc += Σ · (d · y.d)` and `acc += m · y.s`, both fused into one accumulator
+//! in the scalar reference's order.
 
 use core::arch::x86_64::*;
 
@@ -27,7 +31,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::Avx512;
 use crate::quant::kquant::unpack_scale_mins;
-use crate::quant::{BlockQ4_K, BlockQ6_K, BlockQ8_K};
+use crate::quant::{BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_1, BlockQ8_K};
 
 /// Rows in a group: one per i32 lane of a 512-bit vector.
 pub const GROUP_ROWS: usize = 16;
@@ -52,14 +56,26 @@ pub struct KGroupBlock<const SUBS: usize> {
     corr_scale: [f32; GROUP_ROWS],
 }
 
-/// A weight block type whose rows interleave into groups of blocks with `SUBS` sub-blocks.
-pub trait Interleave<const SUBS: usize>: Sized {
+/// A weight block type whose rows interleave sixteen at a time, with its kernel.
+pub trait Interleave: Sized {
+    /// One block of each of sixteen rows, rearranged for the kernel.
+    type Group: Copy + Zeroable + Send + Sync;
+    /// The activation block type the kernel takes.
+    type Act;
+
     /// Writes `block` as row `r` of `group`.
-    fn write_row(block: &Self, r: usize, group: &mut KGroupBlock<SUBS>);
+    fn write_row(block: &Self, r: usize, group: &mut Self::Group);
+
+    /// The sixteen rows of a group (its blocks `group`) against `T` activation rows with as many blocks: `out[t][r]`,
+    /// the dot product of row `r` with activation row `t`.
+    fn dots<const T: usize>(token: Avx512, group: &[Self::Group], y: [&[Self::Act]; T]) -> [[f32; GROUP_ROWS]; T];
 }
 
-impl Interleave<8> for BlockQ4_K {
-    fn write_row(block: &Self, r: usize, group: &mut KGroupBlock<8>) {
+impl Interleave for BlockQ4_K {
+    type Group = KGroupBlock<8>;
+    type Act = BlockQ8_K;
+
+    fn write_row(block: &Self, r: usize, group: &mut Self::Group) {
         // Word `q` of chunk `c` holds, a nibble per byte, elements 4q..4q+4 of sub-block 2c (low nibbles) and of
         // sub-block 2c + 1 (high nibbles).
         let words: &[[[u8; 4]; 8]; 4] = bytemuck::cast_ref(&block.qs);
@@ -78,10 +94,17 @@ impl Interleave<8> for BlockQ4_K {
         group.d[r] = block.d.to_f32();
         group.corr_scale[r] = block.dmin.to_f32();
     }
+
+    fn dots<const T: usize>(token: Avx512, group: &[Self::Group], y: [&[BlockQ8_K]; T]) -> [[f32; GROUP_ROWS]; T] {
+        k_group_dots(token, group, y)
+    }
 }
 
-impl Interleave<16> for BlockQ6_K {
-    fn write_row(block: &Self, r: usize, group: &mut KGroupBlock<16>) {
+impl Interleave for BlockQ6_K {
+    type Group = KGroupBlock<16>;
+    type Act = BlockQ8_K;
+
+    fn write_row(block: &Self, r: usize, group: &mut Self::Group) {
         // Half h: word q of `ql[64h..]` holds elements 128h + 4q.. (low nibbles) and 128h + 64 + 4q.. (high), word q
         // of `ql[64h + 32..]` the same 32 elements later; word q of `qh[32h..]` their top two bits, in bit pairs
         // 0-1, 2-3, 4-5, 6-7 of each byte for those four quads in element order.
@@ -113,15 +136,53 @@ impl Interleave<16> for BlockQ6_K {
         // The levels are stored offset by 32: `Σ scale·(level - 32)·y = main - 32 · Σ_g scale_g · sum_g`.
         group.corr_scale[r] = 32.0 * d;
     }
+
+    fn dots<const T: usize>(token: Avx512, group: &[Self::Group], y: [&[BlockQ8_K]; T]) -> [[f32; GROUP_ROWS]; T] {
+        k_group_dots(token, group, y)
+    }
+}
+
+/// One 32-element block of a group of sixteen Q4_1 rows, laid out for the kernel.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Zeroable)]
+pub struct Q4_1GroupBlock {
+    /// `levels[k][r]`: elements `4k..4k+4` of row `r` (levels 0..16), a byte each, little-endian.
+    levels: [[u32; GROUP_ROWS]; 8],
+    /// Row `r`'s scale.
+    d: [f32; GROUP_ROWS],
+    /// Row `r`'s minimum.
+    m: [f32; GROUP_ROWS],
+}
+
+impl Interleave for BlockQ4_1 {
+    type Group = Q4_1GroupBlock;
+    type Act = BlockQ8_1;
+
+    fn write_row(block: &Self, r: usize, group: &mut Self::Group) {
+        // Word `j` holds, a nibble per byte, elements 4j..4j+4 (low nibbles) and 16 + 4j.. (high nibbles).
+        let words: &[[u8; 4]; 4] = bytemuck::cast_ref(&block.qs);
+        for (j, &word) in words.iter().enumerate() {
+            let word = u32::from_le_bytes(word);
+            group.levels[j][r] = (word & 0x0f0f_0f0f).to_le();
+            group.levels[4 + j][r] = ((word >> 4) & 0x0f0f_0f0f).to_le();
+        }
+        group.d[r] = block.d.to_f32();
+        group.m[r] = block.m.to_f32();
+    }
+
+    fn dots<const T: usize>(_: Avx512, group: &[Self::Group], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
+        // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
+        unsafe { q4_1_tile(group, y) }
+    }
 }
 
 /// Rearranges up to sixteen rows of equal length into `out` (one group block per block of a row). Rows missing from
 /// a short last group are zeros: their outputs are zero, and ignored.
-pub fn interleave<W: Interleave<SUBS>, const SUBS: usize>(rows: &[&[W]], out: &mut [KGroupBlock<SUBS>]) {
+pub fn interleave<W: Interleave>(rows: &[&[W]], out: &mut [W::Group]) {
     debug_assert!(rows.len() <= GROUP_ROWS && rows.iter().all(|row| row.len() == out.len()));
     for (b, group) in out.iter_mut().enumerate() {
         if rows.len() < GROUP_ROWS {
-            *group = KGroupBlock::zeroed();
+            *group = W::Group::zeroed();
         }
         for (r, row) in rows.iter().enumerate() {
             W::write_row(&row[b], r, group);
@@ -129,15 +190,14 @@ pub fn interleave<W: Interleave<SUBS>, const SUBS: usize>(rows: &[&[W]], out: &m
     }
 }
 
-/// The sixteen rows of a group (its blocks `group`) against `T` activation rows with as many blocks: `out[t][r]`,
-/// the dot product of row `r` with activation row `t`.
-pub fn group_dots<const SUBS: usize, const T: usize>(
+/// [`Interleave::dots`] of the K-quants.
+fn k_group_dots<const SUBS: usize, const T: usize>(
     _: Avx512,
     group: &[KGroupBlock<SUBS>],
     y: [&[BlockQ8_K]; T],
 ) -> [[f32; GROUP_ROWS]; T] {
     // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
-    unsafe { tile(group, y) }
+    unsafe { k_tile(group, y) }
 }
 
 #[inline]
@@ -148,8 +208,20 @@ fn load<T: Pod>(v: &[T; GROUP_ROWS]) -> __m512i {
     unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
 }
 
+/// Stores each token's sixteen outputs.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn tile<const SUBS: usize, const T: usize>(
+fn store<const T: usize>(dots: [__m512; T]) -> [[f32; GROUP_ROWS]; T] {
+    let mut out = [[0.0f32; GROUP_ROWS]; T];
+    for t in 0..T {
+        // SAFETY: `out[t]` is 64 writable bytes; the unaligned store has no alignment requirement.
+        unsafe { _mm512_storeu_ps(out[t].as_mut_ptr(), dots[t]) };
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k_tile<const SUBS: usize, const T: usize>(
     group: &[KGroupBlock<SUBS>],
     y: [&[BlockQ8_K]; T],
 ) -> [[f32; GROUP_ROWS]; T] {
@@ -203,11 +275,46 @@ fn tile<const SUBS: usize, const T: usize>(
             acc_corr[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr[t]), _mm512_mul_ps(corr_scale, y_d), acc_corr[t]);
         }
     }
-    let mut out = [[0.0f32; GROUP_ROWS]; T];
     for t in 0..T {
-        let dots = _mm512_sub_ps(acc[t], acc_corr[t]);
-        // SAFETY: `out[t]` is 64 writable bytes; the unaligned store has no alignment requirement.
-        unsafe { _mm512_storeu_ps(out[t].as_mut_ptr(), dots) };
+        acc[t] = _mm512_sub_ps(acc[t], acc_corr[t]);
     }
-    out
+    store(acc)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn f16_to_f32(h: half::f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_1_tile<const T: usize>(group: &[Q4_1GroupBlock], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
+    let mut y = y;
+    for row in &mut y {
+        *row = &row[..group.len()];
+    }
+    let mut acc = [_mm512_setzero_ps(); T];
+    for (b, g) in group.iter().enumerate() {
+        let mut quads: [&[[u8; 4]; 8]; T] = [bytemuck::cast_ref(&y[0][b].qs); T];
+        for t in 1..T {
+            quads[t] = bytemuck::cast_ref(&y[t][b].qs);
+        }
+        let mut sums = [_mm512_setzero_si512(); T];
+        for (k, levels) in g.levels.iter().enumerate() {
+            let levels = load(levels);
+            for t in 0..T {
+                let y4 = _mm512_set1_epi32(i32::from_le_bytes(quads[t][k]));
+                sums[t] = _mm512_dpbusd_epi32(sums[t], levels, y4);
+            }
+        }
+        let d = _mm512_castsi512_ps(load(&g.d));
+        let m = _mm512_castsi512_ps(load(&g.m));
+        for t in 0..T {
+            let y_d = _mm512_set1_ps(f16_to_f32(y[t][b].d));
+            let y_s = _mm512_set1_ps(f16_to_f32(y[t][b].s));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[t]), _mm512_mul_ps(d, y_d), acc[t]);
+            acc[t] = _mm512_fmadd_ps(m, y_s, acc[t]);
+        }
+    }
+    store(acc)
 }
