@@ -456,6 +456,20 @@ impl<'a> Model<'a> {
         scratch: &'s mut Scratch,
         logits: Logits,
     ) -> Result<&'s [f32], ModelError> {
+        // The pass runs on a pool thread, so each of the kernels' parallel loops (~7 per layer) starts on a worker
+        // that keeps a share of it. Started from the caller's thread instead, every loop is handed to the pool while
+        // the caller sleeps until it is done: two wake-ups per loop, which halved SmolLM2's one-thread decode.
+        rayon::scope(|_| self.forward_on_pool(isa, segments, scratch, logits))
+    }
+
+    /// [`Self::forward_segments`] on a thread of the kernels' pool.
+    fn forward_on_pool<'s>(
+        &self,
+        isa: Isa,
+        segments: &mut [Segment<'_>],
+        scratch: &'s mut Scratch,
+        logits: Logits,
+    ) -> Result<&'s [f32], ModelError> {
         let c = &self.config;
         let n: usize = segments.iter().map(|s| s.tokens.len()).sum();
         if n == 0 || segments.iter().any(|s| s.tokens.is_empty()) {
