@@ -6,6 +6,8 @@ pub mod kv;
 pub mod matmul;
 pub mod norm;
 pub mod rope;
+#[cfg(feature = "std")]
+pub mod team;
 
 use core::fmt;
 
@@ -56,21 +58,57 @@ pub fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(),
     }
 }
 
-/// Runs `f(chunk_index, chunk)` over `chunk_len`-sized pieces of `data`: across threads with `std`, in order without.
-/// Work of a single chunk runs on the calling thread (handing it to the pool would only add a wake-up).
+/// Runs `f(chunk_index, chunk)` over `chunk_len`-sized pieces of `data`: with `std` and more than one thread, across
+/// threads (through the [`team`] of the region this thread leads, else rayon); otherwise in order. A single chunk, or a
+/// single thread, keeps the work on the calling thread (handing it to the pool would only add a wake-up).
 pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     if data.len() <= chunk_len {
         f(0, data);
         return;
     }
     #[cfg(feature = "std")]
-    {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+    if thread_count() > 1 {
+        team::with_leading(|team| match team {
+            Some(team) => {
+                let len = data.len();
+                let base = SharedMut(data.as_mut_ptr());
+                let run = |i: usize| {
+                    let start = i * chunk_len;
+                    // SAFETY: `start < len` (there are `len.div_ceil(chunk_len)` chunks), so the offset is in bounds.
+                    let first = unsafe { base.get().add(start) };
+                    // SAFETY: chunk `i` is `data[start..start + chunk_len]` (shorter at the end), in bounds and
+                    // disjoint from every other chunk; the team runs each chunk once, while this call borrows `data`.
+                    let chunk = unsafe { core::slice::from_raw_parts_mut(first, chunk_len.min(len - start)) };
+                    f(i, chunk);
+                };
+                team.run_loop(len.div_ceil(chunk_len), &run);
+            }
+            None => {
+                use rayon::prelude::*;
+                data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+            }
+        });
+        return;
     }
-    #[cfg(not(feature = "std"))]
     data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
 }
+
+/// A slice's base pointer shared by the threads that write its disjoint chunks.
+#[cfg(feature = "std")]
+struct SharedMut<T>(*mut T);
+
+#[cfg(feature = "std")]
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper rather than its field).
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: the pointer is only used to form disjoint chunks of a `&mut [T]`, each handed to one thread at a time, which
+// is what `T: Send` permits (as for `par_chunks_mut`).
+#[cfg(feature = "std")]
+unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 /// A chunk length that splits `len` items of element-wise work evenly across the threads, but no smaller than
 /// `min_chunk` (below which a thread's share costs less than waking it).

@@ -11,7 +11,7 @@ use hearth_kernel::gguf::Gguf;
 use hearth_kernel::ops::attention::{AttentionParams, attention};
 use hearth_kernel::ops::kv::{KvCache, KvType};
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
-use hearth_kernel::ops::{OpError, act, norm};
+use hearth_kernel::ops::{OpError, act, norm, team};
 use hearth_kernel::quant;
 use hearth_kernel::simd::Isa;
 
@@ -456,14 +456,13 @@ impl<'a> Model<'a> {
         scratch: &'s mut Scratch,
         logits: Logits,
     ) -> Result<&'s [f32], ModelError> {
-        // The pass runs on a pool thread, so each of the kernels' parallel loops (~7 per layer) starts on a worker
-        // that keeps a share of it. Started from the caller's thread instead, every loop is handed to the pool while
-        // the caller sleeps until it is done: two wake-ups per loop, which halved SmolLM2's one-thread decode.
-        rayon::scope(|_| self.forward_on_pool(isa, segments, scratch, logits))
+        // One region per pass: its ~10 parallel loops per layer are shared by threads that stay awake between them
+        // (see `team`), rather than each loop waking the pool.
+        team::region(|| self.forward_in_region(isa, segments, scratch, logits))
     }
 
-    /// [`Self::forward_segments`] on a thread of the kernels' pool.
-    fn forward_on_pool<'s>(
+    /// [`Self::forward_segments`] inside its parallel region.
+    fn forward_in_region<'s>(
         &self,
         isa: Isa,
         segments: &mut [Segment<'_>],
