@@ -22,6 +22,9 @@ use std::sync::Mutex;
 /// member waits on a leader that is busy elsewhere.
 const SPINS_BEFORE_YIELD: u32 = 1 << 10;
 
+/// The low half of [`Team::cursor`] while a loop is being published: above any chunk index.
+const CLOSED: u64 = 0xffff_ffff;
+
 /// One parallel loop: `run(i)` does chunk `i`.
 struct Loop<'a> {
     run: &'a (dyn Fn(usize) + Sync),
@@ -109,16 +112,19 @@ impl Team {
     /// Runs `run(i)` for every `i < chunks` across the team, this thread included; returns when all have finished.
     /// Panics (after all chunks are done) if one of them panicked.
     pub(crate) fn run_loop(&self, chunks: usize, run: &(dyn Fn(usize) + Sync)) {
-        assert!(chunks < 1 << 32, "a parallel loop of {chunks} chunks");
+        assert!((chunks as u64) < CLOSED, "a parallel loop of {chunks} chunks");
         let job = Loop { run };
         let number = (self.cursor.load(Ordering::Relaxed) >> 32).wrapping_add(1) & 0xffff_ffff;
-        self.chunks.store(chunks, Ordering::Relaxed);
+        // First the new number with no chunk open, so that no claim against the previous loop's cursor can succeed
+        // once the new chunk count is visible (a member that reads the count reads it after this, with acquire).
+        self.cursor.store(number << 32 | CLOSED, Ordering::Relaxed);
+        self.chunks.store(chunks, Ordering::Release);
         // The lifetime is erased: members dereference the loop only while one of its chunks is claimed and not
         // finished, and this function returns only after every chunk has finished.
         self.current
             .store((&raw const job).cast_mut().cast(), Ordering::Relaxed);
         self.finished.store(0, Ordering::Relaxed);
-        // Publishes the stores above with the new loop number.
+        // Opens chunk 0, publishing the stores above.
         self.cursor.store(number << 32, Ordering::Release);
         self.work();
         while self.finished.load(Ordering::Acquire) < chunks {
@@ -135,7 +141,7 @@ impl Team {
         let mut cursor = self.cursor.load(Ordering::Acquire);
         loop {
             let next = (cursor & 0xffff_ffff) as usize;
-            if next >= self.chunks.load(Ordering::Relaxed) {
+            if next >= self.chunks.load(Ordering::Acquire) {
                 return ran;
             }
             match self
@@ -190,10 +196,11 @@ mod tests {
 
     #[test]
     fn every_chunk_of_every_loop_runs_once_with_its_index() {
-        pool(3).install(|| {
+        // More threads than cores, so that threads are preempted between any two steps of publishing and claiming.
+        pool(8).install(|| {
             let mut data: Vec<u32> = (0..1000).collect();
             region(|| {
-                for round in 0..300u32 {
+                for round in 0..3000u32 {
                     // Chunk lengths that do and do not divide the length, down to a single element.
                     let chunk_len = 1 + (round as usize * 37) % 150;
                     for_each_chunk(&mut data, chunk_len, |i, chunk| {
@@ -206,7 +213,7 @@ mod tests {
                     region(|| for_each_chunk(&mut data, 64, |_, chunk| chunk.iter_mut().for_each(|x| *x += 1)));
                 }
             });
-            let expected: Vec<u32> = (0..1000).map(|j| 300 * 1001 + j).collect();
+            let expected: Vec<u32> = (0..1000).map(|j| 3000 * 1001 + j).collect();
             assert_eq!(data, expected);
         });
     }
