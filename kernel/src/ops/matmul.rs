@@ -201,6 +201,10 @@ pub fn matmul(
         (GgmlType::Q4_1, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
             interleaved_rows::<BlockQ4_1>(token, w, x, out, scratch)
         }
+        #[cfg(hearth_x86_simd)]
+        (GgmlType::Q8_0, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
+            interleaved_rows::<BlockQ8_0>(token, w, x, out, scratch)
+        }
         (GgmlType::Q8_0, _) => quantized::<BlockQ8_0>(isa, w, x, out, scratch),
         (GgmlType::Q4_0, _) => quantized::<BlockQ4_0>(isa, w, x, out, scratch),
         (GgmlType::Q4_1, _) => quantized::<BlockQ4_1>(isa, w, x, out, scratch),
@@ -342,7 +346,7 @@ where
     Ok(())
 }
 
-/// Q4_K, Q6_K or Q4_1 weights against several tokens with AVX-512 VNNI: each task rearranges its rows sixteen at a
+/// Q4_K, Q6_K, Q4_1 or Q8_0 weights against several tokens with AVX-512 VNNI: each task rearranges its rows sixteen at a
 /// time (`simd::x86::interleaved`) and multiplies each group with every token, [`INTERLEAVED_TILE`] tokens per kernel
 /// call.
 #[cfg(hearth_x86_simd)]

@@ -1,5 +1,5 @@
 //! Weight rows interleaved sixteen at a time, and the AVX-512 VNNI kernels that multiply such a group with several
-//! tokens at once: the multi-token (prefill) matmul of Q4_K, Q6_K and Q4_1 weights.
+//! tokens at once: the multi-token (prefill) matmul of Q4_K, Q6_K, Q4_1 and Q8_0 weights.
 //!
 //! The one-row kernels (`int8.rs`) unpack a row's block and finish every (block, token) pair on its own: eight i32
 //! lanes of one row, a float epilogue, and a horizontal sum at the row's end. Here the sixteen rows of a group sit in
@@ -21,9 +21,10 @@
 //! For Q4_K this is what llama.cpp's row-interleaved x86 kernels compute (their main sum is an i32, which the f32 sum
 //! here equals exactly while below 2^24), which keeps hearth's greedy continuations close to llama.cpp's.
 //!
-//! Q4_1 (32-element blocks, `d · level + m`, against Q8_1) has a kernel of its own over [`Q4_1GroupBlock`]s: per block
+//! Q4_1 (32-element blocks, `d · level + m`, against Q8_1) has a kernel of its own over [`LegacyGroupBlock`]s: per block
 //! the exact integer `Σ level · y`, then `acc += Σ · (d · y.d)` and `acc += m · y.s`, both fused into one accumulator
-//! in the scalar reference's order.
+//! in the scalar reference's order. Q8_0 (signed levels, against Q8_0) is the same loop with the activations made
+//! unsigned by an offset of 128 that a per-row integer takes back out.
 
 use core::arch::x86_64::*;
 
@@ -31,7 +32,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::Avx512;
 use crate::quant::kquant::unpack_scale_mins;
-use crate::quant::{BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_1, BlockQ8_K};
+use crate::quant::{BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
 /// Rows in a group: one per i32 lane of a 512-bit vector.
 pub const GROUP_ROWS: usize = 16;
@@ -142,20 +143,21 @@ impl Interleave for BlockQ6_K {
     }
 }
 
-/// One 32-element block of a group of sixteen Q4_1 rows, laid out for the kernel.
+/// One 32-element block of a group of sixteen Q4_1 or Q8_0 rows, laid out for the kernel.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Zeroable)]
-pub struct Q4_1GroupBlock {
-    /// `levels[k][r]`: elements `4k..4k+4` of row `r` (levels 0..16), a byte each, little-endian.
+pub struct LegacyGroupBlock<E> {
+    /// `levels[k][r]`: elements `4k..4k+4` of row `r`, a byte each, little-endian (Q4_1: levels 0..16; Q8_0: signed).
     levels: [[u32; GROUP_ROWS]; 8],
     /// Row `r`'s scale.
     d: [f32; GROUP_ROWS],
-    /// Row `r`'s minimum.
-    m: [f32; GROUP_ROWS],
+    /// Row `r`'s term outside the levels' products: Q4_1's minimum; Q8_0's `128 · Σ level`, which the kernel's
+    /// unsigned activations (`y + 128`) add to the block's sum.
+    extra: [E; GROUP_ROWS],
 }
 
 impl Interleave for BlockQ4_1 {
-    type Group = Q4_1GroupBlock;
+    type Group = LegacyGroupBlock<f32>;
     type Act = BlockQ8_1;
 
     fn write_row(block: &Self, r: usize, group: &mut Self::Group) {
@@ -167,12 +169,31 @@ impl Interleave for BlockQ4_1 {
             group.levels[4 + j][r] = ((word >> 4) & 0x0f0f_0f0f).to_le();
         }
         group.d[r] = block.d.to_f32();
-        group.m[r] = block.m.to_f32();
+        group.extra[r] = block.m.to_f32();
     }
 
     fn dots<const T: usize>(_: Avx512, group: &[Self::Group], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
         // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
         unsafe { q4_1_tile(group, y) }
+    }
+}
+
+impl Interleave for BlockQ8_0 {
+    type Group = LegacyGroupBlock<i32>;
+    type Act = BlockQ8_0;
+
+    fn write_row(block: &Self, r: usize, group: &mut Self::Group) {
+        let words: &[[u8; 4]; 8] = bytemuck::cast_ref(&block.qs);
+        for (k, &word) in words.iter().enumerate() {
+            group.levels[k][r] = u32::from_le_bytes(word).to_le();
+        }
+        group.d[r] = block.d.to_f32();
+        group.extra[r] = 128 * block.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
+    }
+
+    fn dots<const T: usize>(_: Avx512, group: &[Self::Group], y: [&[BlockQ8_0]; T]) -> [[f32; GROUP_ROWS]; T] {
+        // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
+        unsafe { q8_0_tile(group, y) }
     }
 }
 
@@ -287,33 +308,63 @@ fn f16_to_f32(h: half::f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
 }
 
+/// `Σ level · y` of one 32-element block of each of the sixteen rows (`levels`) against `T` activation blocks
+/// (`quads`: their 4-byte groups, signed). `vpdpbusd` multiplies unsigned by signed bytes: unsigned levels (Q4_1) are
+/// its unsigned operand; with `SIGNED_LEVELS` (Q8_0) the levels are the signed operand and the activations, their top
+/// bits flipped, the unsigned one — `y + 128`, so the sums exceed `Σ level · y` by `128 · Σ level`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q4_1_tile<const T: usize>(group: &[Q4_1GroupBlock], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
-    let mut y = y;
-    for row in &mut y {
-        *row = &row[..group.len()];
+fn block_sums<const T: usize, const SIGNED_LEVELS: bool>(
+    levels: &[[u32; GROUP_ROWS]; 8],
+    quads: [&[[u8; 4]; 8]; T],
+) -> [__m512i; T] {
+    let mut sums = [_mm512_setzero_si512(); T];
+    for (k, levels) in levels.iter().enumerate() {
+        let levels = load(levels);
+        for t in 0..T {
+            let y4 = u32::from_le_bytes(quads[t][k]);
+            sums[t] = if SIGNED_LEVELS {
+                _mm512_dpbusd_epi32(sums[t], _mm512_set1_epi32((y4 ^ 0x8080_8080) as i32), levels)
+            } else {
+                _mm512_dpbusd_epi32(sums[t], levels, _mm512_set1_epi32(y4 as i32))
+            };
+        }
     }
+    sums
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_1_tile<const T: usize>(group: &[LegacyGroupBlock<f32>], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
+    let y = y.map(|row| &row[..group.len()]);
     let mut acc = [_mm512_setzero_ps(); T];
     for (b, g) in group.iter().enumerate() {
-        let mut quads: [&[[u8; 4]; 8]; T] = [bytemuck::cast_ref(&y[0][b].qs); T];
-        for t in 1..T {
-            quads[t] = bytemuck::cast_ref(&y[t][b].qs);
-        }
-        let mut sums = [_mm512_setzero_si512(); T];
-        for (k, levels) in g.levels.iter().enumerate() {
-            let levels = load(levels);
-            for t in 0..T {
-                let y4 = _mm512_set1_epi32(i32::from_le_bytes(quads[t][k]));
-                sums[t] = _mm512_dpbusd_epi32(sums[t], levels, y4);
-            }
-        }
+        let sums = block_sums::<T, false>(&g.levels, y.map(|row| bytemuck::cast_ref(&row[b].qs)));
         let d = _mm512_castsi512_ps(load(&g.d));
-        let m = _mm512_castsi512_ps(load(&g.m));
+        let m = _mm512_castsi512_ps(load(&g.extra));
         for t in 0..T {
             let y_d = _mm512_set1_ps(f16_to_f32(y[t][b].d));
             let y_s = _mm512_set1_ps(f16_to_f32(y[t][b].s));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[t]), _mm512_mul_ps(d, y_d), acc[t]);
             acc[t] = _mm512_fmadd_ps(m, y_s, acc[t]);
+        }
+    }
+    store(acc)
+}
+
+/// Q8_0's sums carry `128 · Σ level` from the unsigned activations ([`block_sums`]); each row's is subtracted before
+/// scaling, in exact integers.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q8_0_tile<const T: usize>(group: &[LegacyGroupBlock<i32>], y: [&[BlockQ8_0]; T]) -> [[f32; GROUP_ROWS]; T] {
+    let y = y.map(|row| &row[..group.len()]);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for (b, g) in group.iter().enumerate() {
+        let sums = block_sums::<T, true>(&g.levels, y.map(|row| bytemuck::cast_ref(&row[b].qs)));
+        let d = _mm512_castsi512_ps(load(&g.d));
+        let offset = load(&g.extra);
+        for t in 0..T {
+            let y_d = _mm512_set1_ps(f16_to_f32(y[t][b].d));
+            let dot = _mm512_sub_epi32(sums[t], offset);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, y_d), acc[t]);
         }
     }
     store(acc)
