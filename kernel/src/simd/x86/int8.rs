@@ -53,9 +53,10 @@ macro_rules! int8_kernels {
             v.as_chunks::<32>().0
         }
 
+        /// One f16 to f32 with F16C (also used by the interleaved kernels, which share AVX-512's features).
         #[inline]
         #[target_feature(enable = $features)]
-        fn f16_to_f32(h: f16) -> f32 {
+        pub(super) fn f16_to_f32(h: f16) -> f32 {
             _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
         }
 

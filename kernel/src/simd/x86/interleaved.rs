@@ -31,6 +31,7 @@ use core::arch::x86_64::*;
 use bytemuck::{Pod, Zeroable};
 
 use super::Avx512;
+use super::avx512::f16_to_f32;
 use crate::quant::kquant::unpack_scale_mins;
 use crate::quant::{BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
@@ -300,12 +301,6 @@ fn k_tile<const SUBS: usize, const T: usize>(
         acc[t] = _mm512_sub_ps(acc[t], acc_corr[t]);
     }
     store(acc)
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn f16_to_f32(h: half::f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
 }
 
 /// `Σ level · y` of one 32-element block of each of the sixteen rows (`levels`) against `T` activation blocks
