@@ -5,11 +5,14 @@
 //!     cargo bench -p hearth-benches --bench matmul -- 'Q4_K/avx2'     # a filter keeps runs short
 //!
 //! Weights are random values quantized once per type; `HEARTH_ISA` does not apply (every available ISA is measured).
+//! Types with a grouped layout are also measured with their rows grouped ahead of time (`<isa>-grouped`, as hearth's
+//! grouped-weights cache gives them to the AVX-512 kernels; other ISAs ignore the groups).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hearth_kernel::GgmlType;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
 use hearth_kernel::quant;
+use hearth_kernel::quant::grouped::{group_rows, grouped_len};
 use hearth_kernel::simd::Isa;
 
 /// (n_out, n_in): attention q/o, k/v, ffn gate/up, ffn down, output head.
@@ -38,6 +41,14 @@ fn bench(c: &mut Criterion) {
             let mut bytes = vec![0u8; dtype.bytes_for((n_out * n_in) as u64).unwrap() as usize];
             quant::quantize(dtype, &values(n_out * n_in, 1), &mut bytes).unwrap();
             let w = Weights::new(dtype, n_in, n_out, &bytes).unwrap();
+            let groups = grouped_len(dtype, n_in, n_out).map(|len| {
+                let mut groups = vec![0u32; len / 4];
+                group_rows(dtype, n_in, &bytes, bytemuck::cast_slice_mut(&mut groups)).unwrap();
+                groups
+            });
+            let with_groups = groups
+                .as_ref()
+                .map(|g| w.with_grouped(bytemuck::cast_slice(g)).unwrap());
             // The output head only ever runs for the last token, so it has no prefill case.
             let token_counts: &[usize] = if n_out > 100_000 { &[1] } else { &[1, PREFILL_TOKENS] };
             for &n_tokens in token_counts {
@@ -50,8 +61,14 @@ fn bench(c: &mut Criterion) {
                     Throughput::Elements((n_out * n_in * n_tokens) as u64)
                 });
                 for isa in Isa::available() {
-                    let id = BenchmarkId::new(format!("{isa}/t{n_tokens}"), format!("{n_out}x{n_in}"));
-                    group.bench_function(id, |b| b.iter(|| matmul(isa, &w, &x, &mut out, &mut scratch).unwrap()));
+                    let variants = [
+                        (Some(w), ""),
+                        (with_groups.filter(|_| isa.reads_grouped_weights()), "-grouped"),
+                    ];
+                    for (w, suffix) in variants.iter().filter_map(|(w, suffix)| Some((w.as_ref()?, suffix))) {
+                        let id = BenchmarkId::new(format!("{isa}{suffix}/t{n_tokens}"), format!("{n_out}x{n_in}"));
+                        group.bench_function(id, |b| b.iter(|| matmul(isa, w, &x, &mut out, &mut scratch).unwrap()));
+                    }
                 }
             }
         }

@@ -4,6 +4,7 @@
 use hearth_kernel::GgmlType;
 use hearth_kernel::ops::OpError;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::quant::grouped::{group_rows, grouped_len};
 use hearth_kernel::quant::{self, BlockQ8_0, BlockQ8_1, BlockQ8_K, QuantBlock, Quantize};
 use hearth_kernel::simd::Isa;
 
@@ -29,6 +30,13 @@ fn as_seen(weight: GgmlType, x: &[f32]) -> Vec<f32> {
     }
 }
 
+/// `rows` (an `n_out × n_in` matrix of `dtype`) grouped sixteen rows at a time, in u32s for the groups' alignment.
+fn grouped(dtype: GgmlType, n_in: usize, n_out: usize, rows: &[u8]) -> Vec<u32> {
+    let mut groups = vec![0u32; grouped_len(dtype, n_in, n_out).unwrap() / 4];
+    group_rows(dtype, n_in, rows, bytemuck::cast_slice_mut(&mut groups)).unwrap();
+    groups
+}
+
 fn check(dtype: GgmlType, n_in: usize, n_out: usize) {
     let wf = signal(1, n_in * n_out);
     let mut bytes = vec![0u8; dtype.bytes_for((n_in * n_out) as u64).unwrap() as usize];
@@ -36,11 +44,20 @@ fn check(dtype: GgmlType, n_in: usize, n_out: usize) {
     let mut w_deq = vec![0f32; n_in * n_out];
     quant::dequantize(dtype, &bytes, &mut w_deq).unwrap();
     let w = Weights::new(dtype, n_in, n_out, &bytes).unwrap();
+    // Types with a grouped layout are checked with it too.
+    let groups = grouped_len(dtype, n_in, n_out).map(|_| grouped(dtype, n_in, n_out, &bytes));
+    let with_groups = groups
+        .as_ref()
+        .map(|g| w.with_grouped(bytemuck::cast_slice(g)).unwrap());
     let mut scratch = MatmulScratch::default();
     for n_tokens in [1, 3, 40] {
         let x = signal(2, n_tokens * n_in);
         let seen: Vec<f32> = x.chunks(n_in).flat_map(|row| as_seen(dtype, row)).collect();
-        for isa in Isa::available() {
+        for (isa, w) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| [Some(w), with_groups].map(|w| (isa, w)))
+        {
+            let Some(w) = w else { continue };
             let mut out = vec![f32::NAN; n_tokens * n_out];
             matmul(isa, &w, &x, &mut out, &mut scratch).unwrap();
             for t in 0..n_tokens {
@@ -59,7 +76,8 @@ fn check(dtype: GgmlType, n_in: usize, n_out: usize) {
                     };
                     assert!(
                         (got - exact).abs() <= relative * magnitude + 1e-6,
-                        "{dtype} {isa} tokens={n_tokens} out[{t}][{r}] = {got}, expected {exact}"
+                        "{dtype} {isa} tokens={n_tokens} grouped={} out[{t}][{r}] = {got}, expected {exact}",
+                        w.grouped.is_some()
                     );
                 }
             }
@@ -110,6 +128,44 @@ fn a_tokens_outputs_do_not_depend_on_its_batch() {
             assert_eq!(bits(&whole), bits(&parts), "{dtype} {isa}");
         }
     }
+}
+
+/// With its rows grouped ahead of time (hearth's weight cache), a matrix gives each token alone — a decode step —
+/// the same bits as among 40 tokens grouped on the fly (a prefill), on every ISA: a prompt resumed from the KV cache
+/// then continues exactly as the same prompt run afresh.
+#[test]
+fn a_token_alone_on_grouped_weights_gets_its_batched_bits() {
+    let (n_in, n_out, n_tokens) = (512, 37, 40);
+    for dtype in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::Q4_1] {
+        let mut bytes = vec![0u8; dtype.bytes_for((n_in * n_out) as u64).unwrap() as usize];
+        quant::quantize(dtype, &signal(5, n_in * n_out), &mut bytes).unwrap();
+        let w = Weights::new(dtype, n_in, n_out, &bytes).unwrap();
+        let groups = grouped(dtype, n_in, n_out, &bytes);
+        let with_groups = w.with_grouped(bytemuck::cast_slice(&groups)).unwrap();
+        let x = signal(6, n_tokens * n_in);
+        let mut scratch = MatmulScratch::default();
+        for isa in Isa::available() {
+            let mut batched = vec![0f32; n_tokens * n_out];
+            matmul(isa, &w, &x, &mut batched, &mut scratch).unwrap();
+            for (t, expected) in batched.chunks(n_out).enumerate() {
+                let mut alone = vec![0f32; n_out];
+                matmul(isa, &with_groups, &x[t * n_in..][..n_in], &mut alone, &mut scratch).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&alone), bits(expected), "{dtype} {isa} token {t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn grouped_weights_of_the_wrong_size_or_type_are_errors() {
+    let bytes = vec![0u8; 144 * 2];
+    let w = Weights::new(GgmlType::Q4_K, 256, 2, &bytes).unwrap();
+    let groups = vec![0u8; grouped_len(GgmlType::Q4_K, 256, 2).unwrap()];
+    assert!(w.with_grouped(&groups[1..]).is_err());
+    let f32_rows = vec![0u8; 4 * 256];
+    let f32_weights = Weights::new(GgmlType::F32, 256, 1, &f32_rows).unwrap();
+    assert!(f32_weights.with_grouped(&groups).is_err());
 }
 
 #[test]

@@ -4,13 +4,14 @@
 //! `[n_tokens, n_in]`, quantized once per call to the weights' partner type (Q8_K for K-quants, Q8_0 for the legacy
 //! types); each output is then an integer dot product. Work is split by weight rows across threads; with several
 //! tokens, a thread visits its rows once per tile of tokens so a weight row is reused from cache for the whole tile,
-//! and each kernel call dots a row with several tokens, unpacking the row's blocks once for all of them. With AVX-512,
-//! Q4_K and Q6_K weights (most of a Q4_K_M model) take another way for several tokens: a thread rearranges its rows
-//! sixteen at a time so that each row is a vector lane (`simd::x86::interleaved`), then streams every token past
-//! each group.
+//! and each kernel call dots a row with several tokens, unpacking the row's blocks once for all of them.
+//!
+//! With AVX-512, Q4_K, Q6_K, Q4_1 and Q8_0 weights (all of the shipped models' matrices) take another way: rows
+//! grouped sixteen at a time (`quant::grouped`), each row a vector lane (`simd::x86::interleaved`), every token
+//! streamed past each group. The groups come with the weights (hearth's grouped-weights cache, mapped from disk: then
+//! for any number of tokens, a decode step included), or, for enough tokens, each thread groups its rows itself.
+//! Either way a token's outputs are the same bits whatever the number of tokens in the call.
 
-#[cfg(hearth_x86_simd)]
-use alloc::vec;
 use alloc::vec::Vec;
 
 #[cfg(hearth_x86_simd)]
@@ -19,6 +20,7 @@ use bytemuck::Zeroable;
 use super::{OpError, even_chunks, expect_len, for_each_chunk, thread_count};
 use crate::GgmlType;
 use crate::gguf::TensorView;
+use crate::quant::grouped::{self, GROUP_ROWS};
 use crate::quant::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
     QuantBlock, QuantError, Quantize,
@@ -26,7 +28,7 @@ use crate::quant::{
 #[cfg(hearth_x86_simd)]
 use crate::simd::x86::Avx512;
 #[cfg(hearth_x86_simd)]
-use crate::simd::x86::interleaved::{GROUP_ROWS, Interleave, interleave};
+use crate::simd::x86::interleaved::GroupDots;
 use crate::simd::{Isa, SimdDot};
 
 /// Tokens processed together against each weight row (their quantized activations stay in L2).
@@ -40,12 +42,11 @@ const TOKENS_PER_CALL: usize = 8;
 /// Rows whose multi-token results are stored together (see [`MatmulScratch`]): one cache line of f32 outputs, and
 /// the rows of an interleaved group.
 const ROW_GROUP: usize = 16;
-#[cfg(hearth_x86_simd)]
 const _: () = assert!(ROW_GROUP == GROUP_ROWS);
 
-/// Tokens from which Q4_K and Q6_K weights are multiplied in interleaved groups (AVX-512): below, the one-row
-/// kernels, for which rearranging the rows costs more than it saves. (Qwen2.5-Coder Q4_K_M prompts, alternated with
-/// the one-row kernels: 8 tokens 25 % slower, 16 tokens 8 % faster, 64 tokens twice as fast.)
+/// Tokens from which weights without grouped rows are grouped here, per call, for the AVX-512 kernels: below, the
+/// one-row kernels, for which grouping the rows costs more than it saves. (Qwen2.5-Coder Q4_K_M prompts, alternated
+/// with the one-row kernels: 8 tokens 25 % slower, 16 tokens 8 % faster, 64 tokens twice as fast.)
 #[cfg(hearth_x86_simd)]
 const INTERLEAVED_MIN_TOKENS: usize = 16;
 
@@ -68,6 +69,9 @@ pub struct Weights<'a> {
     pub n_out: usize,
     /// The rows' bytes.
     pub bytes: &'a [u8],
+    /// The same rows grouped sixteen at a time (`quant::grouped`), when the caller keeps them (hearth's weight cache
+    /// next to a model): the AVX-512 kernels then read these for any number of tokens, and never `bytes`.
+    pub grouped: Option<&'a [u8]>,
 }
 
 impl<'a> Weights<'a> {
@@ -99,6 +103,24 @@ impl<'a> Weights<'a> {
             n_in,
             n_out,
             bytes,
+            grouped: None,
+        })
+    }
+
+    /// These weights with their rows also grouped sixteen at a time in `grouped` (as [`grouped::group_rows`] writes
+    /// them), checked against the shape.
+    pub fn with_grouped(self, grouped: &'a [u8]) -> Result<Self, OpError> {
+        let Some(len) = grouped::grouped_len(self.dtype, self.n_in, self.n_out) else {
+            return Err(QuantError::Unsupported {
+                op: "grouped weights",
+                dtype: self.dtype,
+            }
+            .into());
+        };
+        expect_len("grouped weight bytes", grouped.len(), len)?;
+        Ok(Self {
+            grouped: Some(grouped),
+            ..self
         })
     }
 
@@ -187,24 +209,19 @@ pub fn matmul(
     if n_tokens == 0 {
         return Ok(());
     }
-    // With AVX-512 and enough tokens, Q4_K and Q6_K take the interleaved kernels; otherwise every type has one path.
+    // With AVX-512, Q4_K, Q6_K, Q4_1 and Q8_0 take the grouped kernels when the rows come grouped or there are
+    // enough tokens to group them here; otherwise every type has one path.
+    #[cfg(hearth_x86_simd)]
+    let grouped = w.grouped.is_some() || n_tokens >= INTERLEAVED_MIN_TOKENS;
     match (w.dtype, isa) {
         #[cfg(hearth_x86_simd)]
-        (GgmlType::Q4_K, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-            interleaved_rows::<BlockQ4_K>(token, w, x, out, scratch)
-        }
+        (GgmlType::Q4_K, Isa::Avx512(token)) if grouped => grouped_rows::<BlockQ4_K>(token, w, x, out, scratch),
         #[cfg(hearth_x86_simd)]
-        (GgmlType::Q6_K, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-            interleaved_rows::<BlockQ6_K>(token, w, x, out, scratch)
-        }
+        (GgmlType::Q6_K, Isa::Avx512(token)) if grouped => grouped_rows::<BlockQ6_K>(token, w, x, out, scratch),
         #[cfg(hearth_x86_simd)]
-        (GgmlType::Q4_1, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-            interleaved_rows::<BlockQ4_1>(token, w, x, out, scratch)
-        }
+        (GgmlType::Q4_1, Isa::Avx512(token)) if grouped => grouped_rows::<BlockQ4_1>(token, w, x, out, scratch),
         #[cfg(hearth_x86_simd)]
-        (GgmlType::Q8_0, Isa::Avx512(token)) if n_tokens >= INTERLEAVED_MIN_TOKENS => {
-            interleaved_rows::<BlockQ8_0>(token, w, x, out, scratch)
-        }
+        (GgmlType::Q8_0, Isa::Avx512(token)) if grouped => grouped_rows::<BlockQ8_0>(token, w, x, out, scratch),
         (GgmlType::Q8_0, _) => quantized::<BlockQ8_0>(isa, w, x, out, scratch),
         (GgmlType::Q4_0, _) => quantized::<BlockQ4_0>(isa, w, x, out, scratch),
         (GgmlType::Q4_1, _) => quantized::<BlockQ4_1>(isa, w, x, out, scratch),
@@ -272,6 +289,11 @@ fn for_each_row_range(
     task: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) {
     let rows = rows.next_multiple_of(ROW_GROUP);
+    if n_tokens == 1 {
+        // One token: the grouped results are already `out`'s layout.
+        for_each_chunk(out, rows, |chunk, block| task(chunk * rows, block));
+        return;
+    }
     by_group.clear();
     by_group.resize(out.len(), 0.0);
     for_each_chunk(by_group, rows * n_tokens, |chunk, block| task(chunk * rows, block));
@@ -346,17 +368,21 @@ where
     Ok(())
 }
 
-/// Q4_K, Q6_K, Q4_1 or Q8_0 weights against several tokens with AVX-512 VNNI: each task rearranges its rows sixteen at a
-/// time (`simd::x86::interleaved`) and multiplies each group with every token, [`INTERLEAVED_TILE`] tokens per kernel
-/// call.
+/// Q4_K, Q6_K, Q4_1 or Q8_0 weights with AVX-512 VNNI, sixteen rows at a time: the weights' own groups
+/// (`quant::grouped`) if they have them, otherwise each task groups its rows. Each group is multiplied with every
+/// token, [`INTERLEAVED_TILE`] tokens per kernel call.
 #[cfg(hearth_x86_simd)]
-fn interleaved_rows<W: Interleave<Act: Activation + Sync> + QuantBlock + Sync>(
+fn grouped_rows<W: GroupDots<Act: Activation + Sync>>(
     token: Avx512,
     w: &Weights<'_>,
     x: &[f32],
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), OpError> {
+    let stored: Option<&[W::Group]> = match w.grouped {
+        Some(bytes) => Some(bytemuck::try_cast_slice(bytes).map_err(|_| QuantError::Misaligned(w.dtype))?),
+        None => None,
+    };
     let blocks: &[W] = quant::cast_blocks(w.bytes)?;
     let acts = quantize_activations::<W::Act>(w.n_in, x, scratch)?;
     let n_tokens = x.len() / w.n_in;
@@ -368,22 +394,26 @@ fn interleaved_rows<W: Interleave<Act: Activation + Sync> + QuantBlock + Sync>(
         out,
         &mut scratch.by_group,
         |first_row, block| {
-            let mut group = vec![W::Group::zeroed(); per_row];
+            let mut grouped_here = Vec::new();
             for (g, outs) in block.chunks_mut(ROW_GROUP * n_tokens).enumerate() {
                 let r0 = first_row + g * ROW_GROUP;
-                let mut rows: [&[W]; ROW_GROUP] = [&[]; ROW_GROUP];
-                let width = outs.len() / n_tokens;
-                for (r, row) in rows[..width].iter_mut().enumerate() {
-                    *row = &blocks[(r0 + r) * per_row..][..per_row];
-                }
-                interleave(&rows[..width], &mut group);
+                let group = match stored {
+                    Some(groups) => &groups[r0 / ROW_GROUP * per_row..][..per_row],
+                    None => {
+                        let width = outs.len() / n_tokens;
+                        let rows = blocks[r0 * per_row..][..width * per_row].chunks_exact(per_row);
+                        grouped_here.resize(per_row, W::Group::zeroed());
+                        grouped::group_blocks(rows, &mut grouped_here);
+                        &grouped_here[..]
+                    }
+                };
                 let mut t0 = 0;
                 while t0 < n_tokens {
                     t0 += match n_tokens - t0 {
-                        1 => group_tile::<W, 1>(token, &group, acts_ref, t0, outs),
-                        2 => group_tile::<W, 2>(token, &group, acts_ref, t0, outs),
-                        3 => group_tile::<W, 3>(token, &group, acts_ref, t0, outs),
-                        _ => group_tile::<W, INTERLEAVED_TILE>(token, &group, acts_ref, t0, outs),
+                        1 => group_tile::<W, 1>(token, group, acts_ref, t0, outs),
+                        2 => group_tile::<W, 2>(token, group, acts_ref, t0, outs),
+                        3 => group_tile::<W, 3>(token, group, acts_ref, t0, outs),
+                        _ => group_tile::<W, INTERLEAVED_TILE>(token, group, acts_ref, t0, outs),
                     };
                 }
             }
@@ -393,10 +423,9 @@ fn interleaved_rows<W: Interleave<Act: Activation + Sync> + QuantBlock + Sync>(
     Ok(())
 }
 
-/// Tokens `t0..t0 + T` against an interleaved group, written into the group's results `outs` (`[n_tokens, width]`).
-/// Returns `T`.
+/// Tokens `t0..t0 + T` against a group, written into the group's results `outs` (`[n_tokens, width]`). Returns `T`.
 #[cfg(hearth_x86_simd)]
-fn group_tile<W: Interleave, const T: usize>(
+fn group_tile<W: GroupDots, const T: usize>(
     token: Avx512,
     group: &[W::Group],
     acts: &[W::Act],
@@ -406,7 +435,7 @@ fn group_tile<W: Interleave, const T: usize>(
     let per_row = group.len();
     let width = outs.len() / (acts.len() / per_row);
     let y = core::array::from_fn(|i| &acts[(t0 + i) * per_row..][..per_row]);
-    for (t, dots) in W::dots::<T>(token, group, y).iter().enumerate() {
+    for (t, dots) in W::group_dots::<T>(token, group, y).iter().enumerate() {
         outs[(t0 + t) * width..][..width].copy_from_slice(&dots[..width]);
     }
     T

@@ -8,6 +8,7 @@
 //! Algorithms (including rounding) follow the reference implementation (ggml's `*_ref` functions), so files hearth
 //! writes are interchangeable with llama.cpp's and dequantization is bit-exact with gguf-py's.
 
+pub mod grouped;
 pub(crate) mod kquant;
 pub(crate) mod legacy;
 mod plain;

@@ -125,6 +125,16 @@ impl Isa {
         Self::best()
     }
 
+    /// Whether this ISA's matmul reads weights grouped sixteen rows at a time (`quant::grouped`) when they are given
+    /// (`Weights::with_grouped`).
+    pub fn reads_grouped_weights(self) -> bool {
+        #[cfg(hearth_x86_simd)]
+        if let Isa::Avx512(_) = self {
+            return true;
+        }
+        false
+    }
+
     /// Short lower-case name.
     pub fn name(self) -> &'static str {
         match self {
