@@ -10,6 +10,11 @@ use std::path::Path;
 /// Temporaries of `path` left by writers that were killed mid-write are removed afterwards (see
 /// [`remove_orphaned_temporaries`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] for contents too large to hold at once: `write` streams them into the temporary file.
+pub fn write_atomic_with(path: &Path, write_contents: impl FnOnce(&mut fs::File) -> io::Result<()>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -21,7 +26,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> io::Result<()> {
         let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
+        write_contents(&mut file)?;
         file.sync_all()?;
         if let Ok(old) = fs::metadata(path) {
             fs::set_permissions(&temporary, old.permissions())?;

@@ -11,6 +11,7 @@ pub mod edit;
 pub mod fim;
 pub mod fsutil;
 pub mod generate;
+pub mod grouped;
 pub mod lora;
 pub mod model;
 pub mod model_file;

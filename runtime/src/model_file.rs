@@ -4,7 +4,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use hearth_kernel::gguf::{Gguf, GgufError};
+use hearth_kernel::simd::Isa;
 use memmap2::Mmap;
+
+use crate::grouped::{self, GroupedWeights};
+use crate::progress::Progress;
 
 self_cell::self_cell! {
     /// The mapping and the parsed view that borrows it, kept together.
@@ -49,6 +53,8 @@ pub enum OpenError {
 pub struct ModelFile {
     path: PathBuf,
     mapped: MappedGguf,
+    /// Its matrices grouped for the kernels, when opened to run with an ISA that reads them.
+    grouped: Option<GroupedWeights>,
 }
 
 impl ModelFile {
@@ -68,7 +74,31 @@ impl ModelFile {
             path: path.clone(),
             source,
         })?;
-        Ok(Self { path, mapped })
+        Ok(Self {
+            path,
+            mapped,
+            grouped: None,
+        })
+    }
+
+    /// Maps `path` to run the model: [`open`](Self::open), and, when the selected ISA's kernels read rows grouped
+    /// sixteen at a time (AVX-512), the grouped-weights cache next to the file ([`crate::grouped`]) — built on first
+    /// use, which `progress` shows. A cache that cannot be built (a read-only directory, a full disk) is reported on
+    /// `progress` as a note, and the model runs without it.
+    pub fn open_to_run(path: impl AsRef<Path>, progress: &mut dyn Progress) -> Result<Self, OpenError> {
+        let mut file = Self::open(path)?;
+        if Isa::selected().reads_grouped_weights() {
+            match grouped::open_or_build(&file.path, file.gguf(), progress) {
+                Ok(weights) => file.grouped = Some(weights),
+                Err(e) => progress.note(&format!("running without the grouped-weights cache (slower): {e}")),
+            }
+        }
+        Ok(file)
+    }
+
+    /// The grouped matrices, when the file was opened to run with an ISA that reads them.
+    pub fn grouped(&self) -> Option<&GroupedWeights> {
+        self.grouped.as_ref()
     }
 
     /// Where the file is.

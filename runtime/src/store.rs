@@ -356,6 +356,13 @@ impl Store {
     pub fn remove(&self, model: &KnownModel, progress: &mut dyn Progress) -> Result<bool, StoreError> {
         let _lock = self.lock(model, progress)?;
         let path = self.model_path(model);
+        // The grouped-weights cache next to it goes too (it is rebuilt on the next run, should the model come back).
+        let cache = crate::grouped::cache_path(&path);
+        match fs::remove_file(&cache) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("cannot remove", &cache),
+        }
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

@@ -11,6 +11,7 @@ use hearth_runtime::tokenizer::Tokenizer;
 use serde_json::json;
 
 use crate::args::{LoraArg, ModelArg, ThreadsArg};
+use crate::progress::Bars;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -41,7 +42,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     args.threads.apply()?;
     anyhow::ensure!(args.reps > 0, "--repetitions must be at least 1");
     let path = args.model.resolve()?;
-    let file = ModelFile::open(&path)?;
+    let file = ModelFile::open_to_run(&path, &mut Bars::default())?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = args.lora.load(&file)?;
     let bos = tokenizer.added_bos();

@@ -37,7 +37,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     args.threads.apply()?;
     let text = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
-    let file = ModelFile::open(args.model.resolve()?)?;
+    let file = ModelFile::open_to_run(args.model.resolve()?, &mut Bars::default())?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = args.lora.load(&file)?;
     let tokens = tokenizer.encode(&text, true, false);

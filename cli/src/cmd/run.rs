@@ -14,6 +14,7 @@ use hearth_runtime::template::{ChatTemplate, Message};
 use hearth_runtime::tokenizer::Tokenizer;
 
 use crate::args::{ContextArg, LoraArg, ModelArg, SamplingArgs, ThreadsArg, prompt_text};
+use crate::progress::Bars;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -53,7 +54,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     args.threads.apply()?;
     let prompt = prompt_text(args.prompt.as_deref())?;
-    let file = ModelFile::open(args.model.resolve()?)?;
+    let file = ModelFile::open_to_run(args.model.resolve()?, &mut Bars::default())?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = args.lora.load(&file)?;
     let ids = if args.chat {

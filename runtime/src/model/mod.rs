@@ -18,6 +18,7 @@ use hearth_kernel::simd::Isa;
 pub use config::{Arch, Config, LayerAttention};
 
 use crate::ModelFile;
+use crate::grouped::GroupedWeights;
 use crate::lora::{LoraAdapter, LoraError};
 
 /// Why a model could not be loaded or run.
@@ -253,6 +254,7 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 struct Binder<'f, 'a> {
     file: &'f Gguf<'a>,
+    grouped: Option<&'a GroupedWeights>,
 }
 
 impl<'a> Binder<'_, 'a> {
@@ -271,7 +273,13 @@ impl<'a> Binder<'_, 'a> {
                 why: format!("shape {}x{}, expected {n_in}x{n_out}", w.n_in, w.n_out),
             });
         }
-        Ok(w)
+        match self.grouped.and_then(|g| g.get(name)) {
+            Some(groups) => w.with_grouped(groups).map_err(|e| ModelError::BadTensor {
+                name: name.to_owned(),
+                why: format!("grouped-weights cache: {e}"),
+            }),
+            None => Ok(w),
+        }
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
@@ -305,7 +313,10 @@ impl<'a> Model<'a> {
     pub fn load(file: &'a ModelFile) -> Result<Self, ModelError> {
         let gguf = file.gguf();
         let config = Config::from_gguf(gguf)?;
-        let b = Binder { file: gguf };
+        let b = Binder {
+            file: gguf,
+            grouped: file.grouped(),
+        };
         let (dim, q_dim, kv_dim, ff) = (config.dim, config.q_dim(), config.kv_dim(), config.ff_dim);
         let embed_tensor = gguf
             .tensor("token_embd.weight")

@@ -250,7 +250,7 @@ impl Loaded {
     /// Opens the model `spec` names.
     pub fn open(spec: &str) -> anyhow::Result<Loaded> {
         let path = resolve_model(spec)?;
-        let file = ModelFile::open(&path)?;
+        let file = ModelFile::open_to_run(&path, &mut Bars::default())?;
         let tokenizer = Tokenizer::from_gguf(file.gguf())?;
         let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
         Ok(Loaded {

@@ -27,6 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::openai::ApiError;
 use crate::args::LoraArg;
+use crate::progress::Bars;
 
 /// What a job asks the model to continue.
 #[derive(Debug)]
@@ -159,7 +160,7 @@ fn serve(
     ready: &mpsc::SyncSender<anyhow::Result<ModelInfo>>,
     queue: mpsc::Receiver<Job>,
 ) -> anyhow::Result<()> {
-    let file = ModelFile::open(path)?;
+    let file = ModelFile::open_to_run(path, &mut Bars::default())?;
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let model = lora.load(&file)?;
     let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
