@@ -24,7 +24,7 @@ fn with_chat(context: usize, max_answer_tokens: usize, test: impl FnOnce(&mut Ch
         .unwrap()
         .resolve("smollm2-135m-instruct", &mut NoProgress)
         .unwrap();
-    let file = ModelFile::open(path).unwrap();
+    let file = ModelFile::open_to_run(path, &mut NoProgress).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
     let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
     let model = Model::load(&file).unwrap();

@@ -12,7 +12,7 @@ fn setup() -> (ChatTemplate, Tokenizer) {
         .unwrap()
         .resolve("smollm2-135m-instruct", &mut NoProgress)
         .unwrap();
-    let file = ModelFile::open(path).unwrap();
+    let file = ModelFile::open_to_run(path, &mut NoProgress).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
     let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
     (template, tokenizer)

@@ -13,7 +13,7 @@ const TEXT: &str = include_str!("../../testdata/perplexity/textwrap.py.txt");
 fn check(model_name: &str, golden: &str) {
     let golden: Value = serde_json::from_str(golden).unwrap();
     let path = Store::from_env().unwrap().resolve(model_name, &mut NoProgress).unwrap();
-    let file = ModelFile::open(path).unwrap();
+    let file = ModelFile::open_to_run(path, &mut NoProgress).unwrap();
     let model = Model::load(&file).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
     let tokens = tokenizer.encode(TEXT, true, false);
@@ -69,7 +69,7 @@ fn a_text_shorter_than_two_contexts_is_a_clear_error() {
         .unwrap()
         .resolve("smollm2-135m-instruct", &mut NoProgress)
         .unwrap();
-    let file = ModelFile::open(path).unwrap();
+    let file = ModelFile::open_to_run(path, &mut NoProgress).unwrap();
     let model = Model::load(&file).unwrap();
     let error = perplexity(&model, Isa::selected(), &[1, 2, 3], 512, None, None, |_| {}).unwrap_err();
     assert!(error.to_string().contains("needs at least 1024"), "{error}");
