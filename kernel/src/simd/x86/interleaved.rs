@@ -45,7 +45,7 @@ pub trait GroupDots: Grouped {
     type Act;
 
     /// The sixteen rows of a group (its group blocks `group`) against `T` activation rows with as many blocks:
-    /// `out[t][r]`, the dot product of row `r` with activation row `t`. The same bits as the interleaved kernel.
+    /// `out[t][r]`, the dot product of row `r` with activation row `t`; each token's the same bits whatever `T`.
     fn group_dots<const T: usize>(token: Avx512, group: &[Self::Group], y: [&[Self::Act]; T])
     -> [[f32; GROUP_ROWS]; T];
 }
@@ -149,8 +149,8 @@ fn column<'y, A, const T: usize>(y: [&'y [A]; T], b: usize) -> [&'y A; T] {
     column
 }
 
-/// The K-quants' epilogue of one block: `acc += main · (d · y.d)` and `acc_corr += corr · (corr_scale · y.d)`, both
-/// fused.
+/// The K-quants' epilogue of one block, `scales` being `[d, corr_scale]`: `acc[0] += main · (d · y.d)` and
+/// `acc[1] += corr · (corr_scale · y.d)`, both fused.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn k_block_end(acc: &mut [__m512; 2], main: __m512, corr: __m512i, scales: [__m512; 2], y_d: f32) {
@@ -160,7 +160,7 @@ fn k_block_end(acc: &mut [__m512; 2], main: __m512, corr: __m512i, scales: [__m5
     acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr), _mm512_mul_ps(corr_scale, y_d), acc[1]);
 }
 
-/// The K-quants' outputs from their two accumulators: `acc - acc_corr`.
+/// The K-quants' outputs from their two accumulators: `acc[t][0] - acc[t][1]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn k_outputs<const T: usize>(acc: [[__m512; 2]; T]) -> [[f32; GROUP_ROWS]; T] {
