@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -166,33 +166,25 @@ fn expected_header(model: &Path, gguf: &Gguf<'_>) -> Result<Header, CacheError> 
     })
 }
 
-/// Reads the header of the cache file at `path` and the offset where its data starts (matrix offsets count from
-/// there).
-fn read_header(path: &Path) -> io::Result<(Header, u64)> {
-    let mut file = File::open(path)?;
-    let mut start = [0u8; 16];
-    file.read_exact(&mut start)?;
-    if &start[..8] != MAGIC {
-        return Err(io::Error::other("not a grouped-weights cache of this version"));
-    }
-    let header_len = u64::from_le_bytes(start[8..].try_into().expect("8 bytes"));
-    let mut header = vec![0u8; usize::try_from(header_len).map_err(io::Error::other)?.min(1 << 26)];
-    file.read_exact(&mut header)?;
-    let header = serde_json::from_slice(&header).map_err(io::Error::other)?;
-    Ok((header, (16 + header_len).next_multiple_of(ALIGN)))
-}
-
 /// The cache at `path` if it exists, describes `expected`, and holds all its bytes.
 fn open_matching(path: &Path, expected: &Header) -> Option<GroupedWeights> {
-    let (header, data_start) = read_header(path).ok()?;
-    if header != *expected {
-        return None;
-    }
     let file = File::open(path).ok()?;
     // SAFETY: the mapping is read-only and private to this process. The cache is only ever replaced by rename (see
     // `build`), which leaves this mapping intact; a user editing it in place while hearth runs is not supported, as
     // for the model file itself.
     let map = unsafe { Mmap::map(&file) }.ok()?;
+    let (magic, rest) = map.split_first_chunk::<8>()?;
+    let (header_len, rest) = rest.split_first_chunk::<8>()?;
+    let header_len = usize::try_from(u64::from_le_bytes(*header_len)).ok()?;
+    if magic != MAGIC || header_len > rest.len() {
+        return None;
+    }
+    let header: Header = serde_json::from_slice(&rest[..header_len]).ok()?;
+    if header != *expected {
+        return None;
+    }
+    // Matrix offsets count from the page after the header.
+    let data_start = (16 + header_len as u64).next_multiple_of(ALIGN);
     let mut matrices = HashMap::new();
     for m in header.matrices {
         let start = usize::try_from(data_start + m.offset).ok()?;

@@ -28,6 +28,13 @@ pub trait Grouped: QuantBlock {
     fn write_row(&self, r: usize, group: &mut Self::Group);
 }
 
+/// Writes `words` (a row's bytes, four at a time) as row `r` of `lanes`: the same bytes, each word in its row's lane.
+fn write_words<const N: usize>(words: &[[u8; 4]; N], r: usize, lanes: &mut [[u32; GROUP_ROWS]; N]) {
+    for (lane, word) in lanes.iter_mut().zip(words) {
+        lane[r] = u32::from_ne_bytes(*word);
+    }
+}
+
 /// Sixteen rows of one Q4_K block (2,368 bytes; the rows' blocks take 2,304).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -49,9 +56,7 @@ impl Grouped for BlockQ4_K {
     type Group = GroupQ4_K;
 
     fn write_row(&self, r: usize, group: &mut GroupQ4_K) {
-        for (w, word) in self.qs.as_chunks::<4>().0.iter().enumerate() {
-            group.qs[w][r] = u32::from_le_bytes(*word).to_le();
-        }
+        write_words(bytemuck::cast_ref(&self.qs), r, &mut group.qs);
         let (scales, mins) = unpack_scale_mins(&self.scales);
         for j in 0..8 {
             group.scales[j][r] = scales[j];
@@ -104,17 +109,14 @@ impl Grouped for BlockQ6_K {
     type Group = GroupQ6_K;
 
     fn write_row(&self, r: usize, group: &mut GroupQ6_K) {
-        // `ql[h][c][j][w]`: word 16h + 8c + 4j + w; `qh[h][j][w]`: word 8h + 4j + w.
+        // `ql[h][c][j]`: words 16h + 8c + 4j..; `qh[h][j]`: words 8h + 4j...
         let ql: &[[[[[u8; 4]; 4]; 2]; 2]; 2] = bytemuck::cast_ref(&self.ql);
         let qh: &[[[[u8; 4]; 4]; 2]; 2] = bytemuck::cast_ref(&self.qh);
-        let word = |bytes: &[u8; 4]| u32::from_le_bytes(*bytes).to_le();
         for (h, half) in group.halves.iter_mut().enumerate() {
             for j in 0..2 {
-                for w in 0..4 {
-                    half.quarters[j].ql[w][r] = word(&ql[h][0][j][w]);
-                    half.quarters[j].qh[w][r] = word(&qh[h][j][w]);
-                    half.ql_next[j][w][r] = word(&ql[h][1][j][w]);
-                }
+                write_words(&ql[h][0][j], r, &mut half.quarters[j].ql);
+                write_words(&qh[h][j], r, &mut half.quarters[j].qh);
+                write_words(&ql[h][1][j], r, &mut half.ql_next[j]);
             }
         }
         for g in 0..16 {
@@ -141,9 +143,7 @@ impl Grouped for BlockQ4_1 {
     type Group = GroupQ4_1;
 
     fn write_row(&self, r: usize, group: &mut GroupQ4_1) {
-        for (w, word) in self.qs.as_chunks::<4>().0.iter().enumerate() {
-            group.qs[w][r] = u32::from_le_bytes(*word).to_le();
-        }
+        write_words(bytemuck::cast_ref(&self.qs), r, &mut group.qs);
         group.d[r] = self.d;
         group.m[r] = self.m;
     }
@@ -166,10 +166,7 @@ impl Grouped for BlockQ8_0 {
     type Group = GroupQ8_0;
 
     fn write_row(&self, r: usize, group: &mut GroupQ8_0) {
-        let bytes: &[u8; 32] = bytemuck::cast_ref(&self.qs);
-        for (w, word) in bytes.as_chunks::<4>().0.iter().enumerate() {
-            group.qs[w][r] = u32::from_le_bytes(*word).to_le();
-        }
+        write_words(bytemuck::cast_ref(&self.qs), r, &mut group.qs);
         group.d[r] = self.d;
         group.level_sums[r] = self.qs.iter().map(|&q| i16::from(q)).sum();
     }
