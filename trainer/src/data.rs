@@ -6,7 +6,8 @@
 //!
 //! - A directory is walked as retrieval walks it (`.gitignore` respected, binaries left out) and each file cut by
 //!   tree-sitter into its definitions (functions, classes, methods; sections of text files); each definition, headed
-//!   by its file's path, is a sample, and identical ones count once.
+//!   by its file's path, is a sample, and identical ones count once. A share of the definitions (`fim`) also becomes
+//!   a fill-in-the-middle sample, laid out as `hearth complete` prompts the model, learning only the middle.
 //! - A `.jsonl` file holds one object per line: `{"messages": [{"role": …, "content": …}, …]}` (a conversation,
 //!   rendered with the model's chat template, learning only the assistant's turns) or `{"text": …}`.
 //! - Any other file is one text sample.
@@ -14,6 +15,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use hearth_runtime::fim::{FimRequest, fim_prompt};
 use hearth_runtime::progress::{Progress, Unit};
 use hearth_runtime::retrieval::Project;
 use hearth_runtime::template::{ChatTemplate, Message};
@@ -75,14 +77,33 @@ impl Sample {
     /// Whether it goes to the held-out set: about one sample in `1 / share`, decided by a SHA-256 of its tokens (the
     /// same on every machine and build).
     fn held_out(&self, share: f64) -> bool {
-        let mut hasher = Sha256::new();
-        for token in &self.tokens {
-            hasher.update(token.to_le_bytes());
-        }
-        let digest = hasher.finalize();
-        let draw = u64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"));
-        (draw % 10_000) < (share * 10_000.0) as u64
+        let bytes: Vec<u8> = self.tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        chance(draws(&bytes)[0], share)
     }
+}
+
+/// Four numbers drawn from `bytes` by SHA-256: the data's own randomness, the same on every machine and build and
+/// for any seed, so the same data always makes the same samples.
+fn draws(bytes: &[u8]) -> [u64; 4] {
+    let digest = Sha256::digest(bytes);
+    core::array::from_fn(|i| u64::from_le_bytes(digest[8 * i..8 * i + 8].try_into().expect("8 of 32 bytes")))
+}
+
+/// Whether `draw` falls in the first `share` of its range (to a ten-thousandth).
+fn chance(draw: u64, share: f64) -> bool {
+    (draw % 10_000) < (share * 10_000.0) as u64
+}
+
+/// What to build from the data.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DataOptions {
+    /// Tokens predicted per example.
+    pub seq_len: usize,
+    /// Share of the samples held out to measure on.
+    pub held_out: f64,
+    /// Share of a project's definitions that also become fill-in-the-middle samples (the model must have FIM tokens;
+    /// 0 makes none).
+    pub fim: f64,
 }
 
 /// What the data turned into, for the user.
@@ -92,8 +113,10 @@ pub struct DataReport {
     pub kind: &'static str,
     /// Files read.
     pub files: usize,
-    /// Samples kept.
+    /// Samples kept (fill-in-the-middle ones included).
     pub samples: usize,
+    /// Of them, fill-in-the-middle samples.
+    pub fim_samples: usize,
     /// Samples dropped as repeats of earlier ones.
     pub duplicates: usize,
     /// Samples in the held-out set.
@@ -115,52 +138,73 @@ pub struct Dataset {
     pub report: DataReport,
 }
 
-/// Builds a dataset from `path` for a model with `tokenizer` and `template`: examples of `seq_len` predicted
-/// tokens, about `held_out_share` of the samples held out.
+/// Builds a dataset from `path` for a model with `tokenizer` and `template`.
 pub fn build(
     path: &Path,
     tokenizer: &Tokenizer,
     template: &ChatTemplate,
-    seq_len: usize,
-    held_out_share: f64,
+    options: DataOptions,
     progress: &mut dyn Progress,
 ) -> Result<Dataset, DataError> {
+    let DataOptions { seq_len, held_out, fim } = options;
     let Documents {
         kind,
         files,
+        repo,
         documents,
         mut duplicates,
     } = documents(path, progress)?;
     progress.stage("tokenizing", Some(documents.len() as u64), Unit::Items);
-    let mut samples = Vec::with_capacity(documents.len());
+    // Each sample with its fill-in-the-middle companion, if it has one.
+    let mut samples: Vec<(Sample, Option<Sample>)> = Vec::with_capacity(documents.len());
     for (index, document) in documents.iter().enumerate() {
         progress.advance(1);
-        let sample = match document {
-            Document::Text(text) => Sample::all_learned(tokenizer.encode(text, false, false)),
-            Document::Conversation(messages) => conversation(messages, tokenizer, template)
-                .map_err(|why| DataError::Template { index: index + 1, why })?,
-        };
-        samples.push(sample);
+        let plain = |text: &str| Sample::all_learned(tokenizer.encode(text, false, false));
+        samples.push(match document {
+            Document::Text(text) => (plain(text), None),
+            Document::Definition { path, text: body } => {
+                let request = FimRequest {
+                    repo_name: repo.as_deref(),
+                    path: Some(path),
+                    ..FimRequest::default()
+                };
+                let companion = fim_sample(tokenizer, request, body, fim).filter(|s| s.tokens.len() <= seq_len + 1);
+                (plain(&format!("{path}\n{body}")), companion)
+            }
+            Document::Conversation(messages) => {
+                let sample = conversation(messages, tokenizer, template)
+                    .map_err(|why| DataError::Template { index: index + 1, why })?;
+                (sample, None)
+            }
+        });
     }
     progress.finish_stage();
     let mut seen = HashSet::new();
     let before = samples.len();
-    let samples: Vec<Sample> = samples
-        .into_iter()
-        .filter(|s| s.learned.iter().any(|&l| l) && seen.insert(s.tokens.clone()))
-        .collect();
+    samples.retain(|(s, _)| s.learned.iter().any(|&l| l) && seen.insert(s.tokens.clone()));
     duplicates += before - samples.len();
-    // One text gets split by position instead (its last part held out), so it still has a held-out set.
-    let (train, held_out): (Vec<Sample>, Vec<Sample>) = if samples.len() == 1 {
-        split_single(&samples[0], held_out_share)
+    // A companion goes to its definition's side: a middle held out must not be trained on in its plain sample. All
+    // companions come after all plain samples, so no example shows a definition next to its own middle.
+    let mut fim_samples = samples.iter().filter(|(_, c)| c.is_some()).count();
+    let (train, held_out): (Vec<Sample>, Vec<Sample>) = if let [(only, _)] = &samples[..] {
+        // One text gets split by position instead (its last part held out), so it still has a held-out set; it has
+        // no companion, which would hold its held-out part.
+        fim_samples = 0;
+        split_single(only, held_out)
     } else {
-        samples.iter().cloned().partition(|s| !s.held_out(held_out_share))
+        let (train, held): (Vec<_>, Vec<_>) = samples.iter().cloned().partition(|(s, _)| !s.held_out(held_out));
+        let with_companions = |pairs: Vec<(Sample, Option<Sample>)>| {
+            let (plain, companions): (Vec<Sample>, Vec<Option<Sample>>) = pairs.into_iter().unzip();
+            plain.into_iter().chain(companions.into_iter().flatten()).collect()
+        };
+        (with_companions(train), with_companions(held))
     };
     let separator = tokenizer.eos();
     let report = DataReport {
         kind,
         files,
-        samples: samples.len(),
+        samples: samples.len() + fim_samples,
+        fim_samples,
         duplicates,
         held_out_samples: held_out.len(),
         train_tokens: 0,
@@ -184,6 +228,39 @@ pub fn build(
         train,
         held_out,
         report,
+    })
+}
+
+/// A fill-in-the-middle sample of a definition `body`, for about `rate` of definitions: the body cut at two character
+/// boundaries drawn from its hash, laid out as `hearth complete` prompts the model (`request`'s project name and path
+/// first when the model has a file separator), then the middle, which alone is learned. The end of the middle is
+/// learned from the separator `pack` puts after every sample (an end-of-generation token). None when the model has no
+/// FIM tokens or the body is shorter than two characters.
+fn fim_sample(tokenizer: &Tokenizer, request: FimRequest<'_>, body: &str, rate: f64) -> Option<Sample> {
+    let [pick, first, second, _] = draws(body.as_bytes());
+    let chars = body.chars().count();
+    if !chance(pick, rate) || chars < 2 {
+        return None;
+    }
+    // Cut points are character counts, 0..=chars; the middle holds at least one character.
+    let (a, b) = ((first % chars as u64) as usize, (second % chars as u64) as usize);
+    let (start, end) = (a.min(b), a.max(b) + 1);
+    let byte = |c: usize| body.char_indices().nth(c).map_or(body.len(), |(i, _)| i);
+    let (start, end) = (byte(start), byte(end));
+    let prompt = fim_prompt(
+        tokenizer,
+        &FimRequest {
+            prefix: &body[..start],
+            suffix: &body[end..],
+            ..request
+        },
+    )
+    .ok()?;
+    let middle = tokenizer.encode(&body[start..end], false, false);
+    let learned = [vec![false; prompt.len()], vec![true; middle.len()]].concat();
+    Some(Sample {
+        tokens: [prompt, middle].concat(),
+        learned,
     })
 }
 
@@ -231,6 +308,13 @@ fn pack(samples: &[Sample], separator: Option<u32>, seq_len: usize) -> Vec<Examp
 pub enum Document {
     /// Text to learn whole.
     Text(String),
+    /// A definition mined from a project, learned whole after its file's path (and as fill-in-the-middle).
+    Definition {
+        /// Its file, relative to the project.
+        path: String,
+        /// Its text.
+        text: String,
+    },
     /// A conversation, of which the assistant's turns are learned.
     Conversation(Vec<Message>),
 }
@@ -241,6 +325,7 @@ impl Document {
     pub fn to_json_line(&self) -> String {
         match self {
             Document::Text(text) => serde_json::json!({ "text": text }).to_string(),
+            Document::Definition { path, text } => serde_json::json!({ "text": format!("{path}\n{text}") }).to_string(),
             Document::Conversation(messages) => serde_json::json!({ "messages": messages }).to_string(),
         }
     }
@@ -253,6 +338,8 @@ pub struct Documents {
     pub kind: &'static str,
     /// Files read.
     pub files: usize,
+    /// The project's name (its directory's), for a project.
+    pub repo: Option<String>,
     /// The documents, in the order the data holds them.
     pub documents: Vec<Document>,
     /// Documents left out as copies of earlier ones.
@@ -272,6 +359,7 @@ pub fn documents(path: &Path, progress: &mut dyn Progress) -> Result<Documents, 
         return Ok(Documents {
             kind: "conversations",
             files: 1,
+            repo: None,
             documents: jsonl_documents(path, &text)?,
             duplicates: 0,
         });
@@ -279,6 +367,7 @@ pub fn documents(path: &Path, progress: &mut dyn Progress) -> Result<Documents, 
     Ok(Documents {
         kind: "text",
         files: 1,
+        repo: None,
         documents: vec![Document::Text(text)],
         duplicates: 0,
     })
@@ -314,13 +403,20 @@ fn project_documents(root: &Path, progress: &mut dyn Progress) -> Result<Documen
                 duplicates += 1;
                 continue;
             }
-            documents.push(Document::Text(format!("{}\n{text}", file.path)));
+            documents.push(Document::Definition {
+                path: file.path.clone(),
+                text,
+            });
         }
     }
     progress.finish_stage();
     Ok(Documents {
         kind: "project",
         files: files.len(),
+        repo: root
+            .canonicalize()
+            .ok()
+            .and_then(|r| r.file_name().map(|n| n.to_string_lossy().into_owned())),
         documents,
         duplicates,
     })

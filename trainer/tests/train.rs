@@ -242,7 +242,12 @@ fn data_from_a_project_a_conversation_file_and_a_text() {
     std::fs::write(project.join("pkg/shapes.py"), module).unwrap();
     // The same file twice: its definitions count once.
     std::fs::write(project.join("pkg/copy.py"), module).unwrap();
-    let built = data::build(&project, &tokenizer, &template, 64, 0.05, &mut NoProgress).unwrap();
+    let options = |seq_len, held_out| data::DataOptions {
+        seq_len,
+        held_out,
+        fim: 0.0,
+    };
+    let built = data::build(&project, &tokenizer, &template, options(64, 0.05), &mut NoProgress).unwrap();
     assert_eq!((built.report.kind, built.report.files), ("project", 2));
     // Definitions: `area`, `Box` (its own lines) and `volume`, each once: files are walked in path order, so the
     // copy comes first and keeps them.
@@ -264,7 +269,7 @@ fn data_from_a_project_a_conversation_file_and_a_text() {
         "{\"messages\": [{\"role\": \"user\", \"content\": \"Name a prime.\"}, {\"role\": \"assistant\", \"content\": \"Seven.\"}]}\n\n{\"text\": \"plain words\"}\n",
     )
     .unwrap();
-    let built = data::build(&jsonl, &tokenizer, &template, 256, 0.0, &mut NoProgress).unwrap();
+    let built = data::build(&jsonl, &tokenizer, &template, options(256, 0.0), &mut NoProgress).unwrap();
     assert_eq!((built.report.kind, built.report.samples), ("conversations", 2));
     // Only the assistant's turn (and its end marker) is learned from the conversation, all of the text.
     let example = &built.train[0];
@@ -277,13 +282,86 @@ fn data_from_a_project_a_conversation_file_and_a_text() {
     assert!(learned_text.contains("plain words"), "{learned_text}");
 
     std::fs::write(&jsonl, "{\"messages\": [{\"role\": \"user\"}]}\n").unwrap();
-    let error = data::build(&jsonl, &tokenizer, &template, 256, 0.0, &mut NoProgress).unwrap_err();
+    let error = data::build(&jsonl, &tokenizer, &template, options(256, 0.0), &mut NoProgress).unwrap_err();
     assert!(
         error
             .to_string()
             .ends_with("line 1: each message needs a \"role\" and a \"content\" string"),
         "{error}"
     );
+}
+
+/// A project's definitions are also learned as fill-in-the-middle, laid out as `hearth complete` asks for them
+/// (Qwen2.5-Coder's FIM tokens; SmolLM2 has none), learning only the middle, each on its definition's side of the
+/// held-out split.
+#[test]
+fn fill_in_the_middle_samples_cut_a_definition_and_learn_only_its_middle() {
+    let store = Store::from_env().unwrap();
+    let file = ModelFile::open(store.resolve("qwen2.5-coder-1.5b-instruct", &mut NoProgress).unwrap()).unwrap();
+    let tokenizer = Tokenizer::from_gguf(file.gguf()).unwrap();
+    let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("geometry");
+    std::fs::create_dir_all(&project).unwrap();
+    let bodies: Vec<String> = (0..40)
+        .map(|i| format!("def area_{i}(w, h):\n    return w * h + {i}\n"))
+        .collect();
+    std::fs::write(project.join("shapes.py"), bodies.join("\n\n")).unwrap();
+    let options = data::DataOptions {
+        seq_len: 8192,
+        held_out: 0.3,
+        fim: 1.0,
+    };
+    let built = data::build(&project, &tokenizer, &template, options, &mut NoProgress).unwrap();
+    assert_eq!(
+        (built.report.samples, built.report.fim_samples),
+        (80, 40),
+        "{:?}",
+        built.report
+    );
+
+    // Each side is one example here (seq_len holds it all): its whole token stream, and the text of its targets.
+    let side = |examples: &[Example]| {
+        assert_eq!(examples.len(), 1);
+        let e = &examples[0];
+        let stream: Vec<u32> = e.inputs.iter().copied().chain(*e.targets.last().unwrap()).collect();
+        let learned: Vec<u32> = e.targets.iter().flatten().copied().collect();
+        (tokenizer.decode(&stream), tokenizer.decode(&learned))
+    };
+    let (train, held_out) = (side(&built.train), side(&built.held_out));
+    for (text, learned) in [&train, &held_out] {
+        let fims: Vec<&str> = text.split("<|fim_prefix|>").skip(1).collect();
+        let plains = bodies
+            .iter()
+            .filter(|b| text.contains(&format!("shapes.py\n{b}")))
+            .count();
+        assert!(
+            plains > 0 && fims.len() == plains,
+            "{} FIM and {plains} plain samples:\n{text}",
+            fims.len()
+        );
+        for fim in fims {
+            // The prompt names the project and file as `complete` does: `…geometry\n<|file_sep|>shapes.py\n`.
+            let (prefix, rest) = fim.split_once("<|fim_suffix|>").unwrap();
+            let (suffix, rest) = rest.split_once("<|fim_middle|>").unwrap();
+            let middle = rest.split("<|").next().unwrap();
+            let body = format!("{prefix}{middle}{suffix}");
+            assert!(bodies.contains(&body) && !middle.is_empty(), "{fim}");
+            assert!(
+                text.contains(&format!("shapes.py\n{body}")),
+                "its definition is on the other side: {body}"
+            );
+            assert!(learned.contains(middle), "middle not learned: {middle:?}");
+        }
+        assert!(
+            text.contains("<|repo_name|>geometry\n<|file_sep|>shapes.py\n<|fim_prefix|>"),
+            "{text}"
+        );
+        assert!(
+            !learned.contains("<|fim_prefix|>") && !learned.contains("<|fim_suffix|>"),
+            "{learned}"
+        );
+    }
 }
 
 #[test]

@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Share of the samples held out to measure on.
     #[arg(long, default_value_t = 0.05)]
     held_out: f64,
+    /// Share of a project's definitions that also become fill-in-the-middle samples (cut at two points; the middle is
+    /// learned as `hearth complete` asks for it) [default: 0.5 when the model has FIM tokens]; 0 makes none.
+    #[arg(long, value_name = "SHARE")]
+    fim: Option<f64>,
     /// Write a checkpoint every this many steps [default: every ten minutes].
     #[arg(long, value_name = "STEPS")]
     checkpoint_every: Option<u64>,
@@ -194,6 +198,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (0.0..0.5).contains(&args.held_out),
         "--held-out must be a share below 0.5"
     );
+    anyhow::ensure!(
+        args.fim.is_none_or(|f| (0.0..=1.0).contains(&f)),
+        "--fim must be a share from 0 to 1"
+    );
     anyhow::ensure!(!args.targets.is_empty(), "--targets names no projection");
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         anyhow::ensure!(parent.is_dir(), "{} is not a directory", parent.display());
@@ -210,22 +218,34 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.gguf())?;
     let template = ChatTemplate::from_gguf(file.gguf(), &tokenizer);
     let model = Model::load(&file).context("loading the model")?;
-    let dataset = data::build(
-        &args.data,
-        &tokenizer,
-        &template,
-        args.seq_len,
-        args.held_out,
-        &mut Bars::default(),
-    )
-    .with_context(|| format!("building training data from {}", args.data.display()))?;
+    let has_fim = tokenizer.fim().infill().is_some();
+    let fim = match args.fim {
+        Some(share) if share > 0.0 && !has_fim => {
+            anyhow::bail!("--fim: {} has no fill-in-the-middle tokens", path.display())
+        }
+        Some(share) => share,
+        None if has_fim => 0.5,
+        None => 0.0,
+    };
+    let options = data::DataOptions {
+        seq_len: args.seq_len,
+        held_out: args.held_out,
+        fim,
+    };
+    let dataset = data::build(&args.data, &tokenizer, &template, options, &mut Bars::default())
+        .with_context(|| format!("building training data from {}", args.data.display()))?;
     let report = &dataset.report;
     eprintln!(
-        "data: {} {} — {} file(s), {} sample(s){}; {} held out",
+        "data: {} {} — {} file(s), {} sample(s){}{}; {} held out",
         report.kind,
         args.data.display(),
         report.files,
         report.samples,
+        if report.fim_samples > 0 {
+            format!(" ({} fill-in-the-middle)", report.fim_samples)
+        } else {
+            String::new()
+        },
         if report.duplicates > 0 {
             format!(" ({} copies left out)", report.duplicates)
         } else {
@@ -278,7 +298,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     // What a checkpoint must share with the run that resumes it.
     let fingerprint = format!(
         "model {}, data {} ({} examples, {} tokens), seq-len {}, rank {}, alpha {}, targets {}, batch {}, grad-accum {}, \
-         lr {}, seed {}",
+         lr {}, seed {}, fim {}",
         path.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         args.data.display(),
@@ -292,6 +312,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.grad_accum,
         args.lr,
         args.seed,
+        fim,
     );
     let isa = Isa::selected();
     let mut run = if args.resume {
