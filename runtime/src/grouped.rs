@@ -27,7 +27,7 @@ use crate::model::Projection;
 use crate::progress::{Progress, Unit};
 
 /// The first bytes of a cache file; the digit is the layout version (bumped whenever `quant::grouped` changes).
-const MAGIC: &[u8; 8] = b"HEARTHG1";
+const MAGIC: &[u8; 8] = b"HEARTHG2";
 
 /// Alignment of each matrix's groups in the file (a page, so every mapping of them is page-aligned).
 const ALIGN: u64 = 4096;

@@ -22,8 +22,8 @@ use crate::GgmlType;
 use crate::gguf::TensorView;
 use crate::quant::grouped::{self, GROUP_ROWS};
 use crate::quant::{
-    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K,
-    QuantBlock, QuantError, Quantize,
+    self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_0Sum,
+    BlockQ8_1, BlockQ8_K, QuantBlock, QuantError, Quantize,
 };
 #[cfg(hearth_x86_simd)]
 use crate::simd::x86::Avx512;
@@ -151,6 +151,7 @@ impl<'a> Weights<'a> {
 #[derive(Debug, Default)]
 pub struct MatmulScratch {
     q8_0: Vec<BlockQ8_0>,
+    q8_0_sum: Vec<BlockQ8_0Sum>,
     q8_1: Vec<BlockQ8_1>,
     q8_k: Vec<BlockQ8_K>,
     /// Results when there are several tokens, by groups of [`ROW_GROUP`] rows: `[n_tokens, ROW_GROUP]` per group
@@ -174,6 +175,15 @@ impl Activation for BlockQ8_0 {
     }
     fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
         &mut scratch.q8_0
+    }
+}
+
+impl Activation for BlockQ8_0Sum {
+    fn quantize_activation(x: &[f32]) -> Self {
+        BlockQ8_0::quantize_activation(x).into()
+    }
+    fn buffer(scratch: &mut MatmulScratch) -> &mut Vec<Self> {
+        &mut scratch.q8_0_sum
     }
 }
 

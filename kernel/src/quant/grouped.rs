@@ -149,26 +149,26 @@ impl Grouped for BlockQ4_1 {
     }
 }
 
-/// Sixteen rows of one Q8_0 block (576 bytes; the rows' blocks take 544).
+/// Sixteen rows of one Q8_0 block (576 bytes, padded to whole cache lines; the rows' blocks take 544).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct GroupQ8_0 {
-    /// `qs[w][r]`: elements `4w..4w + 4` of row `r`, a signed byte each, little-endian.
+    /// `qs[w][r]`: elements `4w..4w + 4` of row `r`, little-endian, each level offset by 128 to an unsigned byte
+    /// (`vpdpbusd` takes its unsigned operand from the weights, so the activations can be broadcast from memory).
     pub qs: [[u32; GROUP_ROWS]; 8],
     /// Row `r`'s scale.
     pub d: [f16; GROUP_ROWS],
-    /// The sum of row `r`'s 32 levels (at most 4,096 in magnitude), which the kernel needs to take signed levels
-    /// through an unsigned-by-signed product.
-    pub level_sums: [i16; GROUP_ROWS],
+    /// Zeros, to the next cache line.
+    pub padding: [u16; GROUP_ROWS],
 }
 
 impl Grouped for BlockQ8_0 {
     type Group = GroupQ8_0;
 
     fn write_row(&self, r: usize, group: &mut GroupQ8_0) {
-        write_words(bytemuck::cast_ref(&self.qs), r, &mut group.qs);
+        let unsigned: [u8; 32] = self.qs.map(|q| (q as u8) ^ 0x80);
+        write_words(bytemuck::cast_ref(&unsigned), r, &mut group.qs);
         group.d[r] = self.d;
-        group.level_sums[r] = self.qs.iter().map(|&q| i16::from(q)).sum();
     }
 }
 

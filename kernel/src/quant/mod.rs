@@ -32,7 +32,7 @@ pub use q5_0::BlockQ5_0;
 pub use q5_1::BlockQ5_1;
 pub use q5_k::BlockQ5_K;
 pub use q6_k::BlockQ6_K;
-pub use q8_0::BlockQ8_0;
+pub use q8_0::{BlockQ8_0, BlockQ8_0Sum};
 pub use q8_1::BlockQ8_1;
 pub use q8_k::BlockQ8_K;
 

@@ -56,6 +56,46 @@ impl BlockQ8_0 {
     }
 }
 
+/// Q8_0 activations with the sum of their levels (36 bytes): the partner of the grouped AVX-512 Q8_0 kernel, which
+/// multiplies weight levels offset to unsigned (`w + 128`) by these and takes `128 · sum` back off, in exact integers,
+/// so its dot products are those of [`BlockQ8_0`] activations.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ8_0Sum {
+    /// Scale.
+    pub d: f16,
+    /// `Σ qs` (at most 32 · 127 in magnitude).
+    pub sum: i16,
+    /// Quantized values.
+    pub qs: [i8; 32],
+}
+const _: () = assert!(size_of::<BlockQ8_0Sum>() == 36);
+
+impl From<BlockQ8_0> for BlockQ8_0Sum {
+    fn from(b: BlockQ8_0) -> Self {
+        BlockQ8_0Sum {
+            d: b.d,
+            sum: b.qs.iter().map(|&q| i16::from(q)).sum(),
+            qs: b.qs,
+        }
+    }
+}
+
+impl QuantBlock for BlockQ8_0Sum {
+    const DTYPE: GgmlType = GgmlType::Q8_0;
+
+    fn dequantize(&self, out: &mut [f32]) {
+        dequantize_symmetric(self.d, &self.qs, out);
+    }
+}
+
+impl Quantize for BlockQ8_0Sum {
+    fn quantize(x: &[f32]) -> Self {
+        BlockQ8_0::quantize(x).into()
+    }
+}
+
 impl WeightBlock for BlockQ8_0 {
     type Act = BlockQ8_0;
 

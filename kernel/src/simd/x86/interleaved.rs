@@ -37,7 +37,7 @@ use half::f16;
 use super::Avx512;
 use super::avx512::f16_to_f32;
 use crate::quant::grouped::{GROUP_ROWS, GroupQ4_1, GroupQ4_K, GroupQ6_K, GroupQ8_0, Grouped};
-use crate::quant::{BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use crate::quant::{BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, BlockQ8_0Sum, BlockQ8_1, BlockQ8_K};
 
 /// A grouped weight type (`quant::grouped`) with its AVX-512 VNNI kernel.
 pub trait GroupDots: Grouped {
@@ -78,9 +78,9 @@ impl GroupDots for BlockQ4_1 {
 }
 
 impl GroupDots for BlockQ8_0 {
-    type Act = BlockQ8_0;
+    type Act = BlockQ8_0Sum;
 
-    fn group_dots<const T: usize>(_: Avx512, group: &[GroupQ8_0], y: [&[BlockQ8_0]; T]) -> [[f32; GROUP_ROWS]; T] {
+    fn group_dots<const T: usize>(_: Avx512, group: &[GroupQ8_0], y: [&[BlockQ8_0Sum]; T]) -> [[f32; GROUP_ROWS]; T] {
         // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
         unsafe { q8_0_grouped(group, y) }
     }
@@ -320,11 +320,11 @@ fn q4_1_grouped<const T: usize>(group: &[GroupQ4_1], y: [&[BlockQ8_1]; T]) -> [[
     store(acc)
 }
 
-/// `vpdpbusd` multiplies unsigned by signed bytes: Q8_0's signed levels are its signed operand, and the activations,
-/// their top bits flipped, the unsigned one — `y + 128`, so each sum exceeds `Σ level · y` by `128 · Σ level`, which
-/// is subtracted before scaling, in exact integers.
+/// `vpdpbusd` multiplies unsigned by signed bytes: the weights' levels, stored offset by 128, are its unsigned
+/// operand and the activations, broadcast from memory, the signed one — so each sum exceeds `Σ level · y` by
+/// `128 · Σ y`, the activations' level sum, which is subtracted before scaling, in exact integers.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q8_0_grouped<const T: usize>(group: &[GroupQ8_0], y: [&[BlockQ8_0]; T]) -> [[f32; GROUP_ROWS]; T] {
+fn q8_0_grouped<const T: usize>(group: &[GroupQ8_0], y: [&[BlockQ8_0Sum]; T]) -> [[f32; GROUP_ROWS]; T] {
     let mut acc = [_mm512_setzero_ps(); T];
     for (b, g) in group.iter().enumerate() {
         let yb = column(y, b);
@@ -333,17 +333,13 @@ fn q8_0_grouped<const T: usize>(group: &[GroupQ8_0], y: [&[BlockQ8_0]; T]) -> [[
             let levels = load(levels);
             for t in 0..T {
                 let y4: &[[u8; 4]; 8] = bytemuck::cast_ref(&yb[t].qs);
-                let unsigned = u32::from_le_bytes(y4[q]) ^ 0x8080_8080;
-                sums[t] = _mm512_dpbusd_epi32(sums[t], _mm512_set1_epi32(unsigned as i32), levels);
+                sums[t] = _mm512_dpbusd_epi32(sums[t], levels, _mm512_set1_epi32(i32::from_le_bytes(y4[q])));
             }
         }
-        // SAFETY: `level_sums` is 32 readable bytes; the unaligned load has no alignment requirement.
-        let level_sums = _mm512_cvtepi16_epi32(unsafe { _mm256_loadu_si256(g.level_sums.as_ptr().cast()) });
-        let offset = _mm512_slli_epi32::<7>(level_sums);
         let d = load_f16(&g.d);
         for t in 0..T {
             let y_d = _mm512_set1_ps(f16_to_f32(yb[t].d));
-            let dot = _mm512_sub_epi32(sums[t], offset);
+            let dot = _mm512_sub_epi32(sums[t], _mm512_set1_epi32(i32::from(yb[t].sum) << 7));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, y_d), acc[t]);
         }
     }
