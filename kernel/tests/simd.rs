@@ -260,6 +260,21 @@ fn float_primitives_are_bit_identical_to_the_reference() {
                 reference::dot_f16_rows(&k, &q, &mut b);
                 assert_eq!(bits(&a), bits(&b), "{isa} dot_f16_rows n={n} hd={hd}");
             }
+            for hd in [8, 64, 128, 12, 72] {
+                let rows = signal(&mut rng, n * hd);
+                let q = signal(&mut rng, hd);
+                let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                isa.dot_rows(&rows, &q, &mut a);
+                reference::dot_rows(&rows, &q, &mut b);
+                assert_eq!(bits(&a), bits(&b), "{isa} dot_rows n={n} hd={hd}");
+
+                let weights = signal(&mut rng, n);
+                let acc = signal(&mut rng, hd);
+                let (mut a, mut b) = (acc.clone(), acc);
+                isa.mad_rows(&mut a, &rows, &weights);
+                reference::mad_rows(&mut b, &rows, &weights);
+                assert_eq!(bits(&a), bits(&b), "{isa} mad_rows n={n} hd={hd}");
+            }
             let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             isa.f16_to_f32(&x, &mut a);
             reference::f16_to_f32(&x, &mut b);

@@ -11,6 +11,11 @@
 //! - Smaller batches (decode) and Q8_0 caches go one position at a time: with an f16 cache the query is rounded to f16
 //!   and, below [`LONG_RANGE`] visible positions, the value accumulator is f16 (a fused multiply-add rounded per
 //!   step); with Q8_0 the query is quantized to Q8_0 and values accumulate in f32.
+//! - From [`LONG_RANGE`] visible positions of an f16 cache (decode deep in a context), ggml splits the positions
+//!   across threads and its rounding depends on the thread count, so it is not mirrored: the query heads that share a
+//!   KV head go together (each key and value row is read and converted once for all of them), the positions are cut
+//!   into [`SEGMENT`]s that threads take in any order, and each segment's f32 partial softmax is merged at the end.
+//!   The segments do not depend on the thread count, so neither does the result.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -34,6 +39,14 @@ pub const LONG_RANGE: usize = 512;
 
 /// Positions whose scores the per-row path computes in one pass.
 const SCORE_BLOCK: usize = 64;
+
+/// Positions the long-range path converts and scores at a time (their f32 keys and values, 32 KiB for 128-element
+/// heads, stay in L1).
+const LONG_BLOCK: usize = 32;
+
+/// Positions per work item of the long-range path: enough that a thread's share outweighs waking it, few enough that
+/// a 4096-position context keeps two threads per KV head busy.
+const SEGMENT: usize = 512;
 
 /// Shape and options of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -119,17 +132,148 @@ pub fn attention(
             }
         });
     } else {
-        for_each_chunk(out, p.head_dim, |index, out| {
-            let (t, h) = (index / p.n_heads, index % p.n_heads);
-            let q = &q[index * p.head_dim..][..p.head_dim];
-            let range = p.visible(first_pos + t);
-            match kv.head(layer, h / group) {
-                KvHead::F16 { k, v } => attend_f16(isa, p, q, k, v, range, out),
-                KvHead::Q8_0 { k, v } => attend_q8_0(isa, p, q, k, v, range, out),
-            }
-        });
+        let long = |t: usize| kv.kind() == KvType::F16 && p.visible(first_pos + t).count() >= LONG_RANGE;
+        let long_tokens: Vec<usize> = (0..n_tokens).filter(|&t| long(t)).collect();
+        if long_tokens.len() < n_tokens {
+            for_each_chunk(out, p.head_dim, |index, out| {
+                let (t, h) = (index / p.n_heads, index % p.n_heads);
+                if long(t) {
+                    return;
+                }
+                let q = &q[index * p.head_dim..][..p.head_dim];
+                let range = p.visible(first_pos + t);
+                match kv.head(layer, h / group) {
+                    KvHead::F16 { k, v } => attend_f16(isa, p, q, k, v, range, out),
+                    KvHead::Q8_0 { k, v } => attend_q8_0(isa, p, q, k, v, range, out),
+                }
+            });
+        }
+        if !long_tokens.is_empty() {
+            attend_long_f16(isa, p, q, kv, layer, first_pos, &long_tokens, out);
+        }
     }
     Ok(())
+}
+
+/// One work item of the long-range path: a token's query heads that share KV head `kv_head`, over `positions`.
+struct Segment {
+    token: usize,
+    kv_head: usize,
+    positions: core::ops::Range<usize>,
+}
+
+/// The tokens `tokens` of the batch, each seeing at least [`LONG_RANGE`] positions of an f16 cache (see the module
+/// docs): every (token, KV head, [`SEGMENT`] of positions) is a work item that leaves, per query head of the KV head's
+/// group, its running maximum, sum and f32 value accumulator; the items of each head are then merged in order.
+#[allow(clippy::too_many_arguments)]
+fn attend_long_f16(
+    isa: Isa,
+    p: &AttentionParams,
+    q: &[f32],
+    kv: &KvCache,
+    layer: usize,
+    first_pos: usize,
+    tokens: &[usize],
+    out: &mut [f32],
+) {
+    let (hd, group) = (p.head_dim, p.n_heads / p.n_kv_heads);
+    let width = p.n_heads * hd;
+    // The queries rounded to f16 once, as the per-row path rounds them: [token][head][hd].
+    let q16: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+    let mut segments = Vec::new();
+    for &token in tokens {
+        let visible = p.visible(first_pos + token);
+        for kv_head in 0..p.n_kv_heads {
+            for start in (*visible.start()..=*visible.end()).step_by(SEGMENT) {
+                let end = (start + SEGMENT).min(visible.end() + 1);
+                segments.push(Segment {
+                    token,
+                    kv_head,
+                    positions: start..end,
+                });
+            }
+        }
+    }
+    // Per item and query head of its group: [max, sum, accumulator[hd]].
+    let state_len = hd + 2;
+    let mut partials = vec![0f32; segments.len() * group * state_len];
+    for_each_chunk(&mut partials, group * state_len, |i, partial| {
+        let Segment {
+            token,
+            kv_head,
+            ref positions,
+        } = segments[i];
+        let KvHead::F16 { k, v } = kv.head(layer, kv_head) else {
+            unreachable!("the long-range path is taken only for an f16 cache")
+        };
+        let queries = &q16[token * width + kv_head * group * hd..][..group * hd];
+        attend_segment(isa, p, queries, k, v, positions.clone(), partial);
+    });
+    // Merge each head's segments: weights rescaled to the overall maximum, accumulators and sums added in order.
+    let mut sums = vec![0f32; hd];
+    for &token in tokens {
+        let items: Vec<usize> = (0..segments.len()).filter(|&i| segments[i].token == token).collect();
+        for h in 0..p.n_heads {
+            let (kv_head, member) = (h / group, h % group);
+            let states = items
+                .iter()
+                .filter(|&&i| segments[i].kv_head == kv_head)
+                .map(|&i| &partials[(i * group + member) * state_len..][..state_len]);
+            let max = states.clone().fold(f32::NEG_INFINITY, |m, s| m.max(s[0]));
+            sums.fill(0.0);
+            let mut total = 0f32;
+            for state in states {
+                let weight = libm::expf(state[0] - max);
+                total += state[1] * weight;
+                isa.mad_f32(&mut sums, &state[2..], weight);
+            }
+            let inv = if total == 0.0 { 0.0 } else { 1.0 / total };
+            let out = &mut out[token * width + h * hd..][..hd];
+            out.iter_mut().zip(&sums).for_each(|(o, s)| *o = s * inv);
+        }
+    }
+}
+
+/// `group` query heads (`queries: [group][hd]`, f16 values in f32) against `positions` of one f16 KV head,
+/// [`LONG_BLOCK`] positions at a time: the block's keys and values converted to f32 once for every head, then per
+/// head its scores, one rescale, the weights exponentiated together, and the weighted values added. Leaves
+/// `[max, sum, accumulator[hd]]` per head in `partial`.
+fn attend_segment(
+    isa: Isa,
+    p: &AttentionParams,
+    queries: &[f32],
+    k: &[f16],
+    v: &[f16],
+    positions: core::ops::Range<usize>,
+    partial: &mut [f32],
+) {
+    let hd = p.head_dim;
+    let mut keys = vec![0f32; LONG_BLOCK * hd];
+    let mut values = vec![0f32; LONG_BLOCK * hd];
+    let mut weights = [0f32; LONG_BLOCK];
+    for state in partial.chunks_exact_mut(hd + 2) {
+        state[0] = f32::NEG_INFINITY;
+        state[1..].fill(0.0);
+    }
+    for start in positions.clone().step_by(LONG_BLOCK) {
+        let n = (positions.end - start).min(LONG_BLOCK);
+        let (keys, values, weights) = (&mut keys[..n * hd], &mut values[..n * hd], &mut weights[..n]);
+        isa.f16_to_f32(&k[start * hd..][..n * hd], keys);
+        isa.f16_to_f32(&v[start * hd..][..n * hd], values);
+        for (query, state) in queries.chunks_exact(hd).zip(partial.chunks_exact_mut(hd + 2)) {
+            isa.dot_rows(keys, query, weights);
+            weights.iter_mut().for_each(|s| *s = p.score(*s));
+            let max = weights.iter().fold(state[0], |m, &s| m.max(s));
+            if max > state[0] {
+                // What was accumulated shrinks by exp(old - new) (nothing, on the first block: exp(-inf) = 0).
+                let rescale = libm::expf(state[0] - max);
+                state[1..].iter_mut().for_each(|x| *x *= rescale);
+                state[0] = max;
+            }
+            state[1] = (f64::from(state[1]) + isa.exp_sum(weights, max)) as f32;
+            isa.mad_rows(&mut state[2..], values, weights);
+        }
+    }
 }
 
 /// Online-softmax state of one query row: running maximum and sum.
@@ -165,10 +309,8 @@ impl Softmax {
     }
 }
 
-/// One query head against `range` of an f16 KV head, with an f16 query (ggml's per-row path). Below
-/// [`LONG_RANGE`] positions the value accumulator is f16, as in ggml; from there on it is f32 (ggml splits such
-/// ranges across threads, so its exact arithmetic depends on the thread count and is not mirrored, and an f16
-/// accumulator loses about 1e-2 relative over thousands of positions).
+/// One query head against `range` (under [`LONG_RANGE`] positions) of an f16 KV head, with an f16 query and an f16
+/// value accumulator (ggml's per-row path).
 fn attend_f16(
     isa: Isa,
     p: &AttentionParams,
@@ -183,30 +325,16 @@ fn attend_f16(
     let q16 = &mut q_buf[..hd];
     q16.iter_mut().zip(q).for_each(|(d, s)| *d = f16::from_f32(*s));
     let mut softmax = Softmax::EMPTY;
-    if range.end() + 1 - range.start() < LONG_RANGE {
-        let mut acc_buf = [f16::ZERO; MAX_HEAD_DIM];
-        let acc = &mut acc_buf[..hd];
-        softmax_steps(isa, p, k, q16, range, &mut softmax, |j, rescale, weight| {
-            if rescale != 1.0 {
-                isa.scale_f16(acc, rescale);
-            }
-            isa.mad_f16(acc, &v[j * hd..][..hd], weight);
-        });
-        out.iter_mut().zip(acc.iter()).for_each(|(o, a)| *o = a.to_f32());
-    } else {
-        let mut row_buf = [0f32; MAX_HEAD_DIM];
-        let row = &mut row_buf[..hd];
-        out.fill(0.0);
-        softmax_steps(isa, p, k, q16, range, &mut softmax, |j, rescale, weight| {
-            if rescale != 1.0 {
-                out.iter_mut().for_each(|o| *o *= rescale);
-            }
-            isa.f16_to_f32(&v[j * hd..][..hd], row);
-            isa.mad_f32(out, row, weight);
-        });
-    }
+    let mut acc_buf = [f16::ZERO; MAX_HEAD_DIM];
+    let acc = &mut acc_buf[..hd];
+    softmax_steps(isa, p, k, q16, range, &mut softmax, |j, rescale, weight| {
+        if rescale != 1.0 {
+            isa.scale_f16(acc, rescale);
+        }
+        isa.mad_f16(acc, &v[j * hd..][..hd], weight);
+    });
     let inv = softmax.inverse();
-    out.iter_mut().for_each(|o| *o *= inv);
+    out.iter_mut().zip(acc.iter()).for_each(|(o, a)| *o = a.to_f32() * inv);
 }
 
 /// Walks `range` in order and calls `visit(position, rescale, weight)` with each position's online-softmax step.
@@ -343,9 +471,8 @@ fn attend_tile(
             }
             softmax.max = max;
             softmax.sum = (f64::from(softmax.sum) + isa.exp_sum(&mut scores, max)) as f32;
-            for j in lo - tile..=hi - tile {
-                isa.mad_f32(acc, &vt[j * hd..][..hd], scores[j]);
-            }
+            let visible = lo - tile..hi - tile + 1;
+            isa.mad_rows(acc, &vt[visible.start * hd..visible.end * hd], &scores[visible]);
         }
     }
     for (r, softmax) in state.iter().enumerate().take(rows) {

@@ -24,6 +24,12 @@ fn movehl_tree(v: &[f32; LANES]) -> f32 {
     (t[0] + t[2]) + (t[1] + t[3])
 }
 
+/// Horizontal sum of 8 lanes in adjacent pairs (the order of two rounds of AVX's `hadd` and a half-add).
+#[inline]
+fn pair_tree(v: &[f32; LANES]) -> f32 {
+    ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
+}
+
 /// log2(e), and ln 2 split into a high part with trailing zero bits (so `k · LN2_HI` is exact for the `k` of an
 /// exponential's range reduction) and the rest: the constants both exponentials (ggml's and libm's) reduce with.
 pub(crate) const LOG2_E: f32 = f32::from_bits(0x3fb8_aa3b);
@@ -104,6 +110,40 @@ pub mod reference {
     pub fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]) {
         for (o, row) in out.iter_mut().zip(k.chunks_exact(q.len())) {
             *o = row.iter().zip(q).fold(0.0, |sum, (k, q)| sum + k.to_f32() * q.to_f32());
+        }
+    }
+
+    /// `out[j] = Σ_d rows[j][d]·q[d]` for `rows: [out.len(), q.len()]` (the scores of the long-range attention path,
+    /// whose order is hearth's own): lane `l` of eight accumulates `d ≡ l (mod 8)` by fused multiply-adds in `d`
+    /// order, the lanes are summed in adjacent pairs, then the last `q.len() % 8` products are fused on in order.
+    pub fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]) {
+        let body = q.len() / LANES * LANES;
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+            let mut lanes = [0f32; LANES];
+            for (x, y) in row[..body]
+                .as_chunks::<LANES>()
+                .0
+                .iter()
+                .zip(q[..body].as_chunks::<LANES>().0)
+            {
+                for l in 0..LANES {
+                    lanes[l] = fma(x[l], y[l], lanes[l]);
+                }
+            }
+            *o = row[body..]
+                .iter()
+                .zip(&q[body..])
+                .fold(pair_tree(&lanes), |sum, (x, y)| fma(*x, *y, sum));
+        }
+    }
+
+    /// `acc[d] += Σ_j weights[j]·rows[j][d]` for `rows: [weights.len(), acc.len()]`: each element a chain of fused
+    /// multiply-adds in `j` order (the value sums of the long-range attention path).
+    pub fn mad_rows(acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+        for (row, &w) in rows.chunks_exact(acc.len()).zip(weights) {
+            for (a, &x) in acc.iter_mut().zip(row) {
+                *a = fma(x, w, *a);
+            }
         }
     }
 
@@ -203,6 +243,28 @@ impl Isa {
             return super::x86::float::dot_f16_rows(token, k, q, out);
         }
         reference::dot_f16_rows(k, q, out)
+    }
+
+    /// `out[j] = Σ_d rows[j][d]·q[d]` ([`reference::dot_rows`]).
+    #[inline]
+    pub fn dot_rows(self, rows: &[f32], q: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(rows.len(), q.len() * out.len());
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::dot_rows(token, rows, q, out);
+        }
+        reference::dot_rows(rows, q, out)
+    }
+
+    /// `acc[d] += Σ_j weights[j]·rows[j][d]` ([`reference::mad_rows`]).
+    #[inline]
+    pub fn mad_rows(self, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+        debug_assert_eq!(rows.len(), acc.len() * weights.len());
+        #[cfg(hearth_x86_simd)]
+        if let Some(token) = self.x86_float() {
+            return super::x86::float::mad_rows(token, acc, rows, weights);
+        }
+        reference::mad_rows(acc, rows, weights)
     }
 
     /// `dst = f32(src)` ([`reference::f16_to_f32`]).

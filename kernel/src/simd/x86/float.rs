@@ -32,6 +32,10 @@ entry! {
     fn exp_sum(x: &mut [f32], max: f32) -> f64;
     /// `out[j] = Σ_d k[j][d]·q[d]` over f16 rows.
     fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]);
+    /// `out[j] = Σ_d rows[j][d]·q[d]`.
+    fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]);
+    /// `acc[d] += Σ_j weights[j]·rows[j][d]`.
+    fn mad_rows(acc: &mut [f32], rows: &[f32], weights: &[f32]);
     /// `dst = f32(src)`.
     fn f16_to_f32(src: &[f16], dst: &mut [f32]);
     /// `gate = silu(gate)·up`.
@@ -159,18 +163,36 @@ mod kernels {
         reference::mad_f32(y_tail, x_tail, v);
     }
 
+    /// Columns `c0..c0 + 8N` of [`dot_columns`] (of `out.len()` columns): `N` vectors whose chains over `d` run side
+    /// by side.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_columns_span<const N: usize>(kt: &[f32], q: &[f32], c0: usize, out: &mut [f32]) {
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (&qd, row) in q.iter().zip(kt.chunks_exact(out.len())) {
+            let row = row[c0..][..8 * N].as_chunks::<8>().0;
+            let qd = _mm256_set1_ps(qd);
+            for (acc, k) in acc.iter_mut().zip(row) {
+                *acc = _mm256_fmadd_ps(load(k), qd, *acc);
+            }
+        }
+        for (o, acc) in out[c0..][..8 * N].as_chunks_mut::<8>().0.iter_mut().zip(acc) {
+            store(o, acc);
+        }
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn dot_columns(kt: &[f32], q: &[f32], out: &mut [f32]) {
         let n = out.len();
         let whole = n / 8 * 8;
-        // Eight columns at a time, each lane its own chain over d (the same order as the reference).
-        for c in (0..whole).step_by(8) {
-            let mut acc = _mm256_setzero_ps();
-            for (&qd, row) in q.iter().zip(kt.chunks_exact(n)) {
-                let k: &[f32; 8] = row[c..c + 8].try_into().expect("8 columns");
-                acc = _mm256_fmadd_ps(load(k), _mm256_set1_ps(qd), acc);
-            }
-            store((&mut out[c..c + 8]).try_into().expect("8 columns"), acc);
+        // Each lane is its own chain over d (the same order as the reference): 64 columns at a time, so that eight
+        // chains overlap, then 8 at a time, then the tail.
+        let spans = n / 64 * 64;
+        for c0 in (0..spans).step_by(64) {
+            dot_columns_span::<8>(kt, q, c0, out);
+        }
+        for c0 in (spans..whole).step_by(8) {
+            dot_columns_span::<1>(kt, q, c0, out);
         }
         if whole < n {
             let mut tail = [0f32; 8];
@@ -320,6 +342,70 @@ mod kernels {
         }
         let done = out_blocks.len() * 8;
         reference::dot_f16_rows(&k[done * hd..], q, out_tail);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]) {
+        let hd = q.len();
+        if !hd.is_multiple_of(8) {
+            return reference::dot_rows(rows, q, out);
+        }
+        let q = q.as_chunks::<8>().0;
+        // Four rows at a time, each in its own accumulator; two rounds of `hadd` and a half-add sum each row's lanes
+        // in adjacent pairs (the reference's tree) and leave the four sums side by side.
+        let (quads, tail) = out.as_chunks_mut::<4>();
+        for (i, out4) in quads.iter_mut().enumerate() {
+            let rows4: [&[[f32; 8]]; 4] = core::array::from_fn(|r| rows[(4 * i + r) * hd..][..hd].as_chunks::<8>().0);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (c, q) in q.iter().enumerate() {
+                let q = load(q);
+                for (acc, row) in acc.iter_mut().zip(&rows4) {
+                    *acc = _mm256_fmadd_ps(load(&row[c]), q, *acc);
+                }
+            }
+            let pairs = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+            let sums = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps::<1>(pairs));
+            // SAFETY: `out4` is 16 writable bytes; the unaligned store has no alignment requirement.
+            unsafe { _mm_storeu_ps(out4.as_mut_ptr(), sums) };
+        }
+        let done = quads.len() * 4;
+        reference::dot_rows(&rows[done * hd..], q.as_flattened(), tail);
+    }
+
+    /// `acc += Σ_j weights[j]·rows[j]` over `N` vectors of `acc` starting at vector `first` of each row, held in
+    /// registers through all the rows.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn mad_rows_span<const N: usize>(acc: &mut [[f32; 8]], first: usize, rows: &[f32], weights: &[f32]) {
+        let hd = acc.len() * 8;
+        let acc = &mut acc[first..][..N];
+        let mut sums: [__m256; N] = core::array::from_fn(|i| load(&acc[i]));
+        for (row, &w) in rows.chunks_exact(hd).zip(weights) {
+            let row = &row.as_chunks::<8>().0[first..][..N];
+            let w = _mm256_set1_ps(w);
+            for (sum, x) in sums.iter_mut().zip(row) {
+                *sum = _mm256_fmadd_ps(load(x), w, *sum);
+            }
+        }
+        for (a, sum) in acc.iter_mut().zip(sums) {
+            store(a, sum);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn mad_rows(acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+        if !acc.len().is_multiple_of(8) {
+            return reference::mad_rows(acc, rows, weights);
+        }
+        // Eight vectors (64 elements) at a time stay in registers through every row; then one at a time.
+        let acc = acc.as_chunks_mut::<8>().0;
+        let spans = acc.len() / 8 * 8;
+        for first in (0..spans).step_by(8) {
+            mad_rows_span::<8>(acc, first, rows, weights);
+        }
+        for first in spans..acc.len() {
+            mad_rows_span::<1>(acc, first, rows, weights);
+        }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
