@@ -398,6 +398,8 @@ fn grouped_rows<W: GroupDots<Act: Activation + Sync>>(
     let n_tokens = x.len() / w.n_in;
     let per_row = w.n_in / W::LEN;
     let acts_ref = &acts;
+    // One tile of tokens reads each group once, straight from memory: a decode step, which may ask for lines ahead.
+    let stream = n_tokens <= INTERLEAVED_TILE && token.prefetches_weights();
     for_each_row_range(
         n_tokens,
         rows_per_task(w.n_out),
@@ -420,10 +422,10 @@ fn grouped_rows<W: GroupDots<Act: Activation + Sync>>(
                 let mut t0 = 0;
                 while t0 < n_tokens {
                     t0 += match n_tokens - t0 {
-                        1 => group_tile::<W, 1>(token, group, acts_ref, t0, outs),
-                        2 => group_tile::<W, 2>(token, group, acts_ref, t0, outs),
-                        3 => group_tile::<W, 3>(token, group, acts_ref, t0, outs),
-                        _ => group_tile::<W, INTERLEAVED_TILE>(token, group, acts_ref, t0, outs),
+                        1 => group_tile::<W, 1>(token, group, acts_ref, t0, stream, outs),
+                        2 => group_tile::<W, 2>(token, group, acts_ref, t0, stream, outs),
+                        3 => group_tile::<W, 3>(token, group, acts_ref, t0, stream, outs),
+                        _ => group_tile::<W, INTERLEAVED_TILE>(token, group, acts_ref, t0, stream, outs),
                     };
                 }
             }
@@ -440,12 +442,13 @@ fn group_tile<W: GroupDots, const T: usize>(
     group: &[W::Group],
     acts: &[W::Act],
     t0: usize,
+    stream: bool,
     outs: &mut [f32],
 ) -> usize {
     let per_row = group.len();
     let width = outs.len() / (acts.len() / per_row);
     let y = core::array::from_fn(|i| &acts[(t0 + i) * per_row..][..per_row]);
-    for (t, dots) in W::group_dots::<T>(token, group, y).iter().enumerate() {
+    for (t, dots) in W::group_dots::<T>(token, group, y, stream).iter().enumerate() {
         outs[(t0 + t) * width..][..width].copy_from_slice(&dots[..width]);
     }
     T

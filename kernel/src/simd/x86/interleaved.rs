@@ -7,8 +7,9 @@
 //! same four activation bytes (broadcast), so every instruction of the epilogue (sub-block scales, super-block
 //! scales, the minimums or offsets) serves sixteen outputs, and nothing is ever summed across lanes. Levels are
 //! unpacked from the group block as they are used, and the group block is read front to back, once per tile of
-//! tokens. The loops ask for no prefetches: the hardware prefetcher follows the groups' one linear stream, and asking
-//! for lines a group block or more ahead measured slower (Q4_K on one core: 23 GB/s without, 12–14 with).
+//! tokens. Whether a decode step also asks for lines ahead depends on the CPU: it measured much faster on an Intel
+//! Xeon and much slower on an AMD EPYC (see [`Avx512::prefetches_weights`]); a prefill re-reads each group block from
+//! cache for every tile of tokens and asks for none (asking measured 5 % slower).
 //!
 //! The K-quants are "levels times a scale per sub-block, minus a correction from the activations' 16-element sums":
 //! Q4_K has 8 sub-blocks of 32 with a minimum each (`- dmin · Σ_j min_j · sum_j`); Q6_K has 16 of 16 with levels
@@ -46,43 +47,68 @@ pub trait GroupDots: Grouped {
 
     /// The sixteen rows of a group (its group blocks `group`) against `T` activation rows with as many blocks:
     /// `out[t][r]`, the dot product of row `r` with activation row `t`; each token's the same bits whatever `T`.
-    fn group_dots<const T: usize>(token: Avx512, group: &[Self::Group], y: [&[Self::Act]; T])
-    -> [[f32; GROUP_ROWS]; T];
+    /// `stream`: the group is read from memory this once (a decode step), so the kernel asks for lines ahead.
+    fn group_dots<const T: usize>(
+        token: Avx512,
+        group: &[Self::Group],
+        y: [&[Self::Act]; T],
+        stream: bool,
+    ) -> [[f32; GROUP_ROWS]; T];
 }
 
 impl GroupDots for BlockQ4_K {
     type Act = BlockQ8_K;
 
-    fn group_dots<const T: usize>(_: Avx512, group: &[GroupQ4_K], y: [&[BlockQ8_K]; T]) -> [[f32; GROUP_ROWS]; T] {
+    fn group_dots<const T: usize>(
+        _: Avx512,
+        group: &[GroupQ4_K],
+        y: [&[BlockQ8_K]; T],
+        stream: bool,
+    ) -> [[f32; GROUP_ROWS]; T] {
         // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
-        unsafe { q4_k_grouped(group, y) }
+        unsafe { q4_k_grouped(group, y, stream) }
     }
 }
 
 impl GroupDots for BlockQ6_K {
     type Act = BlockQ8_K;
 
-    fn group_dots<const T: usize>(_: Avx512, group: &[GroupQ6_K], y: [&[BlockQ8_K]; T]) -> [[f32; GROUP_ROWS]; T] {
+    fn group_dots<const T: usize>(
+        _: Avx512,
+        group: &[GroupQ6_K],
+        y: [&[BlockQ8_K]; T],
+        stream: bool,
+    ) -> [[f32; GROUP_ROWS]; T] {
         // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
-        unsafe { q6_k_grouped(group, y) }
+        unsafe { q6_k_grouped(group, y, stream) }
     }
 }
 
 impl GroupDots for BlockQ4_1 {
     type Act = BlockQ8_1;
 
-    fn group_dots<const T: usize>(_: Avx512, group: &[GroupQ4_1], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
+    fn group_dots<const T: usize>(
+        _: Avx512,
+        group: &[GroupQ4_1],
+        y: [&[BlockQ8_1]; T],
+        stream: bool,
+    ) -> [[f32; GROUP_ROWS]; T] {
         // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
-        unsafe { q4_1_grouped(group, y) }
+        unsafe { q4_1_grouped(group, y, stream) }
     }
 }
 
 impl GroupDots for BlockQ8_0 {
     type Act = BlockQ8_0Sum;
 
-    fn group_dots<const T: usize>(_: Avx512, group: &[GroupQ8_0], y: [&[BlockQ8_0Sum]; T]) -> [[f32; GROUP_ROWS]; T] {
+    fn group_dots<const T: usize>(
+        _: Avx512,
+        group: &[GroupQ8_0],
+        y: [&[BlockQ8_0Sum]; T],
+        stream: bool,
+    ) -> [[f32; GROUP_ROWS]; T] {
         // SAFETY: an `Avx512` token exists only after the CPU features the kernel is compiled for were detected.
-        unsafe { q8_0_grouped(group, y) }
+        unsafe { q8_0_grouped(group, y, stream) }
     }
 }
 
@@ -134,6 +160,22 @@ fn widen<T: Pod>(v: &[T; GROUP_ROWS], signed: bool) -> __m512i {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn add_quad(sum: __m512i, levels: __m512i, y4: [u8; 4]) -> __m512i {
     _mm512_dpbusd_epi32(sum, levels, _mm512_set1_epi32(i32::from_le_bytes(y4)))
+}
+
+/// How far ahead of the group block being read a streaming call asks for lines (on CPUs whose token says so, see
+/// [`Avx512::prefetches_weights`]).
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Asks for the cache lines `PREFETCH_AHEAD` bytes after those of `g` (the next group blocks of the same rows, read
+/// next).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn prefetch_ahead<G>(g: &G) {
+    let ahead = (g as *const G).cast::<i8>().wrapping_add(PREFETCH_AHEAD);
+    // A prefetch is only a hint: it cannot fault, whatever the address (past the matrix's end included).
+    for line in (0..size_of::<G>()).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+    }
 }
 
 /// Block `b` of each activation row.
@@ -190,10 +232,13 @@ fn k_corrections<const T: usize>(weights: impl Fn(usize) -> __m512i, y: [&BlockQ
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q4_k_grouped<const T: usize>(group: &[GroupQ4_K], y: [&[BlockQ8_K]; T]) -> [[f32; GROUP_ROWS]; T] {
+fn q4_k_grouped<const T: usize>(group: &[GroupQ4_K], y: [&[BlockQ8_K]; T], stream: bool) -> [[f32; GROUP_ROWS]; T] {
     let m4 = _mm512_set1_epi8(0x0f);
     let mut acc = [[_mm512_setzero_ps(); 2]; T];
     for (b, g) in group.iter().enumerate() {
+        if stream {
+            prefetch_ahead(g);
+        }
         let yb = column(y, b);
         let mut main = [_mm512_setzero_ps(); T];
         // Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) together, then scaled in sub-block order.
@@ -239,10 +284,13 @@ fn q4_k_grouped<const T: usize>(group: &[GroupQ4_K], y: [&[BlockQ8_K]; T]) -> [[
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q6_k_grouped<const T: usize>(group: &[GroupQ6_K], y: [&[BlockQ8_K]; T]) -> [[f32; GROUP_ROWS]; T] {
+fn q6_k_grouped<const T: usize>(group: &[GroupQ6_K], y: [&[BlockQ8_K]; T], stream: bool) -> [[f32; GROUP_ROWS]; T] {
     let (m4, m2) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x03));
     let mut acc = [[_mm512_setzero_ps(); 2]; T];
     for (b, g) in group.iter().enumerate() {
+        if stream {
+            prefetch_ahead(g);
+        }
         let yb = column(y, b);
         let mut main = [_mm512_setzero_ps(); T];
         let scales: &[[[[i8; GROUP_ROWS]; 2]; 4]; 2] = bytemuck::cast_ref(&g.scales);
@@ -291,10 +339,13 @@ fn q6_k_grouped<const T: usize>(group: &[GroupQ6_K], y: [&[BlockQ8_K]; T]) -> [[
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q4_1_grouped<const T: usize>(group: &[GroupQ4_1], y: [&[BlockQ8_1]; T]) -> [[f32; GROUP_ROWS]; T] {
+fn q4_1_grouped<const T: usize>(group: &[GroupQ4_1], y: [&[BlockQ8_1]; T], stream: bool) -> [[f32; GROUP_ROWS]; T] {
     let m4 = _mm512_set1_epi8(0x0f);
     let mut acc = [_mm512_setzero_ps(); T];
     for (b, g) in group.iter().enumerate() {
+        if stream {
+            prefetch_ahead(g);
+        }
         let yb = column(y, b);
         let mut sums = [_mm512_setzero_si512(); T];
         for (w, words) in g.qs.iter().enumerate() {
@@ -324,9 +375,12 @@ fn q4_1_grouped<const T: usize>(group: &[GroupQ4_1], y: [&[BlockQ8_1]; T]) -> [[
 /// operand and the activations, broadcast from memory, the signed one — so each sum exceeds `Σ level · y` by
 /// `128 · Σ y`, the activations' level sum, which is subtracted before scaling, in exact integers.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q8_0_grouped<const T: usize>(group: &[GroupQ8_0], y: [&[BlockQ8_0Sum]; T]) -> [[f32; GROUP_ROWS]; T] {
+fn q8_0_grouped<const T: usize>(group: &[GroupQ8_0], y: [&[BlockQ8_0Sum]; T], stream: bool) -> [[f32; GROUP_ROWS]; T] {
     let mut acc = [_mm512_setzero_ps(); T];
     for (b, g) in group.iter().enumerate() {
+        if stream {
+            prefetch_ahead(g);
+        }
         let yb = column(y, b);
         let mut sums = [_mm512_setzero_si512(); T];
         for (q, levels) in g.qs.iter().enumerate() {
