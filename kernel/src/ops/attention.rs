@@ -132,7 +132,10 @@ pub fn attention(
             }
         });
     } else {
-        let long = |t: usize| kv.kind() == KvType::F16 && p.visible(first_pos + t).count() >= LONG_RANGE;
+        let long = |t: usize| {
+            let visible = p.visible(first_pos + t);
+            kv.kind() == KvType::F16 && visible.end() + 1 - visible.start() >= LONG_RANGE
+        };
         let long_tokens: Vec<usize> = (0..n_tokens).filter(|&t| long(t)).collect();
         if long_tokens.len() < n_tokens {
             for_each_chunk(out, p.head_dim, |index, out| {

@@ -27,8 +27,8 @@
 //!
 //! Q4_1 (32-element blocks, `d · level + m`, against Q8_1): per block the exact integer `Σ level · y`, then
 //! `acc += Σ · (d · y.d)` and `acc += m · y.s`, both fused into one accumulator in the scalar reference's order. Q8_0
-//! (signed levels, against Q8_0) is the same loop with the activations made unsigned by an offset of 128 that each
-//! row's level sum takes back out.
+//! (levels stored offset by 128 to unsigned bytes, against Q8_0 activations with their level sums) is the same loop,
+//! each block's exact integer sum less `128 · Σ y`.
 
 use core::arch::x86_64::*;
 
