@@ -183,10 +183,13 @@ fn attend_long_f16(
     let width = p.n_heads * hd;
     // The queries rounded to f16 once, as the per-row path rounds them: [token][head][hd].
     let q16: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+    // The work items, and for each (token, KV head) in that order, the range of its items (consecutive).
     let mut segments = Vec::new();
+    let mut item_ranges = Vec::with_capacity(tokens.len() * p.n_kv_heads);
     for &token in tokens {
         let visible = p.visible(first_pos + token);
         for kv_head in 0..p.n_kv_heads {
+            let first_item = segments.len();
             for start in (*visible.start()..=*visible.end()).step_by(SEGMENT) {
                 let end = (start + SEGMENT).min(visible.end() + 1);
                 segments.push(Segment {
@@ -195,6 +198,7 @@ fn attend_long_f16(
                     positions: start..end,
                 });
             }
+            item_ranges.push(first_item..segments.len());
         }
     }
     // Per item and query head of its group: [max, sum, accumulator[hd]].
@@ -214,14 +218,12 @@ fn attend_long_f16(
     });
     // Merge each head's segments: weights rescaled to the overall maximum, accumulators and sums added in order.
     let mut sums = vec![0f32; hd];
-    for &token in tokens {
-        let items: Vec<usize> = (0..segments.len()).filter(|&i| segments[i].token == token).collect();
+    for (&token, item_ranges) in tokens.iter().zip(item_ranges.chunks_exact(p.n_kv_heads)) {
         for h in 0..p.n_heads {
             let (kv_head, member) = (h / group, h % group);
-            let states = items
-                .iter()
-                .filter(|&&i| segments[i].kv_head == kv_head)
-                .map(|&i| &partials[(i * group + member) * state_len..][..state_len]);
+            let states = item_ranges[kv_head]
+                .clone()
+                .map(|i| &partials[(i * group + member) * state_len..][..state_len]);
             let max = states.clone().fold(f32::NEG_INFINITY, |m, s| m.max(s[0]));
             sums.fill(0.0);
             let mut total = 0f32;
