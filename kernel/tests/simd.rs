@@ -260,7 +260,7 @@ fn float_primitives_are_bit_identical_to_the_reference() {
                 reference::dot_f16_rows(&k, &q, &mut b);
                 assert_eq!(bits(&a), bits(&b), "{isa} dot_f16_rows n={n} hd={hd}");
             }
-            for hd in [8, 64, 128, 12, 72] {
+            for hd in [8, 64, 128, 12, 72, 24, 80, 208] {
                 let rows = signal(&mut rng, n * hd);
                 let q = signal(&mut rng, hd);
                 let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
@@ -268,12 +268,16 @@ fn float_primitives_are_bit_identical_to_the_reference() {
                 reference::dot_rows(&rows, &q, &mut b);
                 assert_eq!(bits(&a), bits(&b), "{isa} dot_rows n={n} hd={hd}");
 
-                let weights = signal(&mut rng, n);
-                let acc = signal(&mut rng, hd);
-                let (mut a, mut b) = (acc.clone(), acc);
-                isa.mad_rows(&mut a, &rows, &weights);
-                reference::mad_rows(&mut b, &rows, &weights);
-                assert_eq!(bits(&a), bits(&b), "{isa} mad_rows n={n} hd={hd}");
+                // One accumulator row (attention's value sums), and blocks of them with leftovers (training's
+                // input gradients).
+                for tokens in [1, 3, 4, 9] {
+                    let weights = signal(&mut rng, tokens * n);
+                    let acc = signal(&mut rng, tokens * hd);
+                    let (mut a, mut b) = (acc.clone(), acc);
+                    isa.mad_rows(hd, &mut a, &rows, &weights);
+                    reference::mad_rows(hd, &mut b, &rows, &weights);
+                    assert_eq!(bits(&a), bits(&b), "{isa} mad_rows n={n} hd={hd} tokens={tokens}");
+                }
             }
             let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             isa.f16_to_f32(&x, &mut a);

@@ -276,7 +276,7 @@ fn attend_segment(
                 state[0] = max;
             }
             state[1] = (f64::from(state[1]) + isa.exp_sum(weights, max)) as f32;
-            isa.mad_rows(&mut state[2..], values, weights);
+            isa.mad_rows(hd, &mut state[2..], values, weights);
         }
     }
 }
@@ -477,7 +477,7 @@ fn attend_tile(
             softmax.max = max;
             softmax.sum = (f64::from(softmax.sum) + isa.exp_sum(&mut scores, max)) as f32;
             let visible = lo - tile..hi - tile + 1;
-            isa.mad_rows(acc, &vt[visible.start * hd..visible.end * hd], &scores[visible]);
+            isa.mad_rows(hd, acc, &vt[visible.start * hd..visible.end * hd], &scores[visible]);
         }
     }
     for (r, softmax) in state.iter().enumerate().take(rows) {

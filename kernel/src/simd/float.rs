@@ -137,12 +137,19 @@ pub mod reference {
         }
     }
 
-    /// `acc[d] += Σ_j weights[j]·rows[j][d]` for `rows: [weights.len(), acc.len()]`: each element a chain of fused
-    /// multiply-adds in `j` order (the value sums of the long-range attention path).
-    pub fn mad_rows(acc: &mut [f32], rows: &[f32], weights: &[f32]) {
-        for (row, &w) in rows.chunks_exact(acc.len()).zip(weights) {
-            for (a, &x) in acc.iter_mut().zip(row) {
-                *a = fma(x, w, *a);
+    /// `acc[t][d] += Σ_j weights[t][j]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, `weights: [T, J]`:
+    /// each element a chain of fused multiply-adds in `j` order (with `T = 1`, the value sums of the long-range
+    /// attention path; with many, the input gradient of a frozen linear layer in training).
+    pub fn mad_rows(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+        if width == 0 || rows.is_empty() {
+            return;
+        }
+        let n_rows = rows.len() / width;
+        for (acc, weights) in acc.chunks_exact_mut(width).zip(weights.chunks_exact(n_rows)) {
+            for (row, &w) in rows.chunks_exact(width).zip(weights) {
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    *a = fma(x, w, *a);
+                }
             }
         }
     }
@@ -256,15 +263,19 @@ impl Isa {
         reference::dot_rows(rows, q, out)
     }
 
-    /// `acc[d] += Σ_j weights[j]·rows[j][d]` ([`reference::mad_rows`]).
+    /// `acc[t][d] += Σ_j weights[t][j]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, `weights: [T, J]`
+    /// ([`reference::mad_rows`]; AVX-512 has a kernel of its own here, with the same bits).
     #[inline]
-    pub fn mad_rows(self, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
-        debug_assert_eq!(rows.len(), acc.len() * weights.len());
+    pub fn mad_rows(self, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+        debug_assert!(width > 0 && acc.len().is_multiple_of(width) && rows.len().is_multiple_of(width));
+        debug_assert_eq!(weights.len(), acc.len() / width * (rows.len() / width));
         #[cfg(hearth_x86_simd)]
-        if let Some(token) = self.x86_float() {
-            return super::x86::float::mad_rows(token, acc, rows, weights);
+        match self {
+            Isa::Avx512(token) => return super::x86::float::mad_rows_wide(token, width, acc, rows, weights),
+            Isa::Avx2(token) => return super::x86::float::mad_rows(token, width, acc, rows, weights),
+            _ => {}
         }
-        reference::mad_rows(acc, rows, weights)
+        reference::mad_rows(width, acc, rows, weights)
     }
 
     /// `dst = f32(src)` ([`reference::f16_to_f32`]).

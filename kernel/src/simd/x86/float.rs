@@ -1,10 +1,11 @@
-//! AVX2 + FMA + F16C float kernels, bit-identical to [`crate::simd::float::reference`] (which documents each one).
+//! AVX2 + FMA + F16C float kernels, bit-identical to [`crate::simd::float::reference`] (which documents each one),
+//! and `mad_rows` in AVX-512 too.
 
 use core::arch::x86_64::*;
 
 use half::f16;
 
-use super::Avx2;
+use super::{Avx2, Avx512};
 
 /// Defines a safe entry point per kernel; the token proves the CPU features were detected.
 macro_rules! entry {
@@ -34,13 +35,119 @@ entry! {
     fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]);
     /// `out[j] = Σ_d rows[j][d]·q[d]`.
     fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]);
-    /// `acc[d] += Σ_j weights[j]·rows[j][d]`.
-    fn mad_rows(acc: &mut [f32], rows: &[f32], weights: &[f32]);
     /// `dst = f32(src)`.
     fn f16_to_f32(src: &[f16], dst: &mut [f32]);
     /// `gate = silu(gate)·up`.
     fn silu_mul(gate: &mut [f32], up: &[f32]);
 }
+
+/// `acc[t][d] += Σ_j weights[t][j]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, `weights: [T, J]`.
+pub fn mad_rows(_: Avx2, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+    // SAFETY: an `Avx2` token exists only after AVX2, FMA and F16C were detected.
+    unsafe { mad_rows_256::mad_rows(width, acc, rows, weights) }
+}
+
+/// [`mad_rows`] in 512-bit vectors: the same fused multiply-add chains, so the same bits.
+pub fn mad_rows_wide(_: Avx512, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+    // SAFETY: an `Avx512` token exists only after AVX2, FMA, F16C and AVX-512 F (among others) were detected.
+    unsafe { mad_rows_512::mad_rows(width, acc, rows, weights) }
+}
+
+/// `mad_rows` for one vector type. Accumulators stay in registers, a block of `$tokens` rows of `acc` by `$vectors`
+/// vectors, through every row of `rows`: per row, `$vectors` loads and `$tokens` broadcasts feed
+/// `$tokens · $vectors` fused multiply-adds. The column spans are the outer loop, so a span of `rows` (at most
+/// `J × $vectors` vectors) stays in L1 while every block of tokens passes over it. Tokens left over from the blocks
+/// go one at a time, `$single` vectors at a time. Widths that are not a whole number of vectors go to `$fallback`.
+macro_rules! mad_rows_kernel {
+    ($module:ident, $features:literal, $vec:ty, $lanes:literal, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
+     block: $tokens:literal x $vectors:literal, single: $single:literal, otherwise: $fallback:path) => {
+        mod $module {
+            use core::arch::x86_64::*;
+
+            const LANES: usize = $lanes;
+
+            /// `acc[t][v] += Σ_j weights[t][j]·rows[j][v]` for the `T` rows of `acc` (each `vectors` long) and their
+            /// `V` vectors from vector `first`, `weights: [T, J]`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn block<const T: usize, const V: usize>(
+                acc: &mut [[f32; LANES]],
+                vectors: usize,
+                first: usize,
+                rows: &[[f32; LANES]],
+                weights: &[f32],
+            ) {
+                let n_rows = weights.len() / T;
+                let weights: [&[f32]; T] = core::array::from_fn(|t| &weights[t * n_rows..][..n_rows]);
+                let mut sums: [[$vec; V]; T] = core::array::from_fn(|t| {
+                    // SAFETY: `LANES` readable floats; the unaligned load has no alignment requirement.
+                    core::array::from_fn(|v| unsafe { $load(acc[t * vectors + first + v].as_ptr()) })
+                });
+                for (j, row) in rows.chunks_exact(vectors).enumerate() {
+                    let row = &row[first..][..V];
+                    // SAFETY: as above.
+                    let x: [$vec; V] = core::array::from_fn(|v| unsafe { $load(row[v].as_ptr()) });
+                    for (sums, weights) in sums.iter_mut().zip(&weights) {
+                        let w = $set1(weights[j]);
+                        for (sum, x) in sums.iter_mut().zip(&x) {
+                            *sum = $fmadd(*x, w, *sum);
+                        }
+                    }
+                }
+                for (t, sums) in sums.iter().enumerate() {
+                    for (v, sum) in sums.iter().enumerate() {
+                        // SAFETY: `LANES` writable floats; the unaligned store has no alignment requirement.
+                        unsafe { $store(acc[t * vectors + first + v].as_mut_ptr(), *sum) };
+                    }
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn mad_rows(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+                if width == 0 || !width.is_multiple_of(LANES) || rows.is_empty() {
+                    return $fallback(width, acc, rows, weights);
+                }
+                let (vectors, n_rows) = (width / LANES, rows.len() / width);
+                let (acc, rows) = (acc.as_chunks_mut::<LANES>().0, rows.as_chunks::<LANES>().0);
+                let blocked = acc.len() / (vectors * $tokens) * $tokens;
+                let (acc_blocks, acc_rest) = acc.split_at_mut(blocked * vectors);
+                let (weight_blocks, weight_rest) = weights.split_at(blocked * n_rows);
+                let spans = vectors / $vectors * $vectors;
+                for first in (0..vectors).step_by($vectors) {
+                    for (acc, weights) in acc_blocks
+                        .chunks_exact_mut($tokens * vectors)
+                        .zip(weight_blocks.chunks_exact($tokens * n_rows))
+                    {
+                        if first < spans {
+                            block::<$tokens, $vectors>(acc, vectors, first, rows, weights);
+                        } else {
+                            for first in first..vectors {
+                                block::<$tokens, 1>(acc, vectors, first, rows, weights);
+                            }
+                        }
+                    }
+                }
+                let singles = vectors / $single * $single;
+                for (acc, weights) in acc_rest
+                    .chunks_exact_mut(vectors)
+                    .zip(weight_rest.chunks_exact(n_rows))
+                {
+                    for first in (0..singles).step_by($single) {
+                        block::<1, $single>(acc, vectors, first, rows, weights);
+                    }
+                    for first in singles..vectors {
+                        block::<1, 1>(acc, vectors, first, rows, weights);
+                    }
+                }
+            }
+        }
+    };
+}
+
+mad_rows_kernel!(mad_rows_256, "avx2,fma,f16c", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+    _mm256_fmadd_ps, block: 4 x 2, single: 8, otherwise: crate::simd::float::reference::mad_rows);
+mad_rows_kernel!(mad_rows_512, "avx2,fma,f16c,avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps,
+    _mm512_set1_ps, _mm512_fmadd_ps, block: 4 x 4, single: 4, otherwise: super::mad_rows_256::mad_rows);
 
 mod kernels {
     use super::*;
@@ -370,42 +477,6 @@ mod kernels {
         }
         let done = quads.len() * 4;
         reference::dot_rows(&rows[done * hd..], q.as_flattened(), tail);
-    }
-
-    /// `acc += Σ_j weights[j]·rows[j]` over `N` vectors of `acc` starting at vector `first` of each row, held in
-    /// registers through all the rows.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn mad_rows_span<const N: usize>(acc: &mut [[f32; 8]], first: usize, rows: &[f32], weights: &[f32]) {
-        let hd = acc.len() * 8;
-        let acc = &mut acc[first..][..N];
-        let mut sums: [__m256; N] = core::array::from_fn(|i| load(&acc[i]));
-        for (row, &w) in rows.chunks_exact(hd).zip(weights) {
-            let row = &row.as_chunks::<8>().0[first..][..N];
-            let w = _mm256_set1_ps(w);
-            for (sum, x) in sums.iter_mut().zip(row) {
-                *sum = _mm256_fmadd_ps(load(x), w, *sum);
-            }
-        }
-        for (a, sum) in acc.iter_mut().zip(sums) {
-            store(a, sum);
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn mad_rows(acc: &mut [f32], rows: &[f32], weights: &[f32]) {
-        if !acc.len().is_multiple_of(8) {
-            return reference::mad_rows(acc, rows, weights);
-        }
-        // Eight vectors (64 elements) at a time stay in registers through every row; then one at a time.
-        let acc = acc.as_chunks_mut::<8>().0;
-        let spans = acc.len() / 8 * 8;
-        for first in (0..spans).step_by(8) {
-            mad_rows_span::<8>(acc, first, rows, weights);
-        }
-        for first in spans..acc.len() {
-            mad_rows_span::<1>(acc, first, rows, weights);
-        }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
