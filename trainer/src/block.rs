@@ -61,6 +61,8 @@ pub struct Block<'l, 'a> {
     pub config: &'l Config,
     /// Its attention settings.
     pub attention: &'l LayerAttention,
+    /// The kernels it runs on.
+    pub isa: Isa,
 }
 
 fn zeros(n: usize) -> Vec<f32> {
@@ -100,14 +102,13 @@ impl Block<'_, '_> {
     /// by `alpha / rank`), returning its output and, when `save`, what the backward needs.
     pub fn forward(
         &self,
-        isa: Isa,
         adapters: &LayerLora,
         alpha: f32,
         x: &[f32],
         save: bool,
         scratch: &mut MatmulScratch,
     ) -> Result<(Vec<f32>, Option<Saved>), OpError> {
-        let (c, layer) = (self.config, self.layer);
+        let (c, layer, isa) = (self.config, self.layer, self.isa);
         let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
         if dim == 0 || !x.len().is_multiple_of(dim) {
             return Err(OpError::Shape {
@@ -159,7 +160,7 @@ impl Block<'_, '_> {
             rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, table)?;
         }
         let mut attn = zeros(n * q_dim);
-        let probs = attention_forward(&self.attention_params(), &q, &k, &v, &mut attn)?;
+        let probs = attention_forward(isa, &self.attention_params(), &q, &k, &v, &mut attn)?;
         let mut o = zeros(n * dim);
         run(Projection::O, &attn, &mut o)?;
         let o_raw = match &layer.post_attn_norm {
@@ -228,13 +229,13 @@ impl Block<'_, '_> {
         d_out: &[f32],
         grads: &mut LayerLora,
     ) -> Result<Vec<f32>, OpError> {
-        let (c, layer) = (self.config, self.layer);
+        let (c, layer, isa) = (self.config, self.layer, self.isa);
         let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
         expect_len("block output gradient", d_out.len(), x.len())?;
         let n = x.len() / dim;
         // Adds the gradient through `projection`'s weights and adapter (whose input was `input`) to `dx`.
         let mut through = |projection: Projection, input: &[f32], d: &[f32], dx: &mut [f32]| -> Result<(), OpError> {
-            frozen_linear_backward(projection.weights(layer), d, dx)?;
+            frozen_linear_backward(isa, projection.weights(layer), d, dx)?;
             let i = projection as usize;
             if let (Some(lora), Some(grad), Some(ax)) = (&adapters.0[i], &mut grads.0[i], &saved.lora[i]) {
                 lora_backward(lora, lora.scale(alpha), input, ax, d, grad, dx)?;
@@ -271,6 +272,7 @@ impl Block<'_, '_> {
         let (mut dq, mut dk, mut dv) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
         let params = self.attention_params();
         attention_backward(
+            isa,
             &params,
             &saved.q,
             &saved.k,
@@ -429,6 +431,7 @@ mod tests {
             layer: &layer,
             config: &config,
             attention: &config.layers[0],
+            isa: Isa::best(),
         };
         check(&block, &adapters)
     }
@@ -447,9 +450,7 @@ mod tests {
     fn gradients(block: &Block<'_, '_>, adapters: &LayerLora) -> (Vec<f32>, LayerLora) {
         let (x, g) = probe(block.config.dim);
         let mut scratch = MatmulScratch::default();
-        let (_, saved) = block
-            .forward(Isa::best(), adapters, ALPHA, &x, true, &mut scratch)
-            .unwrap();
+        let (_, saved) = block.forward(adapters, ALPHA, &x, true, &mut scratch).unwrap();
         let mut grads = adapters.zeros_like();
         let dx = block
             .backward(adapters, ALPHA, &x, &saved.unwrap(), &g, &mut grads)
@@ -462,10 +463,10 @@ mod tests {
     fn check_gradients(block: &Block<'_, '_>, adapters: &LayerLora, step: usize, tol: f64) {
         let (x, g) = probe(block.config.dim);
         let (dx, grads) = gradients(block, adapters);
-        let (isa, alpha) = (Isa::best(), ALPHA);
+        let alpha = ALPHA;
         let mut scratch = MatmulScratch::default();
         let mut loss = |adapters: &LayerLora, x: &[f32]| {
-            let (y, _) = block.forward(isa, adapters, alpha, x, false, &mut scratch).unwrap();
+            let (y, _) = block.forward(adapters, alpha, x, false, &mut scratch).unwrap();
             projected(&y, &g)
         };
         let arch = block.config.arch;

@@ -84,6 +84,7 @@ impl<'m, 'a> Trainee<'m, 'a> {
             layer: &self.model.layers()[index],
             config,
             attention: &config.layers[index],
+            isa: self.isa,
         }
     }
 
@@ -121,14 +122,7 @@ impl<'m, 'a> Trainee<'m, 'a> {
         for index in 0..self.model.layers().len() {
             let block = self.block(index);
             x = block
-                .forward(
-                    self.isa,
-                    &adapter.layers[index],
-                    adapter.alpha,
-                    &x,
-                    false,
-                    &mut self.scratch,
-                )?
+                .forward(&adapter.layers[index], adapter.alpha, &x, false, &mut self.scratch)?
                 .0;
         }
         let h = self.head_input(&x)?;
@@ -161,14 +155,8 @@ impl<'m, 'a> Trainee<'m, 'a> {
         for index in 0..n_blocks {
             let block = self.block(index);
             let keep = memory == Memory::KeepAll;
-            let (y, activations) = block.forward(
-                self.isa,
-                &adapter.layers[index],
-                alpha,
-                &inputs[index],
-                keep,
-                &mut self.scratch,
-            )?;
+            let (y, activations) =
+                block.forward(&adapter.layers[index], alpha, &inputs[index], keep, &mut self.scratch)?;
             saved.extend(activations);
             inputs.push(y);
         }
@@ -193,8 +181,7 @@ impl<'m, 'a> Trainee<'m, 'a> {
             let activations = match saved.pop() {
                 Some(activations) => activations,
                 None => {
-                    let (_, activations) =
-                        block.forward(self.isa, &adapter.layers[index], alpha, &x, true, &mut self.scratch)?;
+                    let (_, activations) = block.forward(&adapter.layers[index], alpha, &x, true, &mut self.scratch)?;
                     activations.expect("asked to save")
                 }
             };

@@ -70,7 +70,7 @@ pub fn cross_entropy(
             }
         }
         if let Some(dh) = dh.as_deref_mut() {
-            frozen_linear_backward(head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()])?;
+            frozen_linear_backward(isa, head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()])?;
         }
     }
     Ok(Loss {
