@@ -59,7 +59,8 @@ pub fn mad_rows_wide(_: Avx512, width: usize, acc: &mut [f32], rows: &[f32], wei
 /// `J × $vectors` vectors) stays in L1 while every block of tokens passes over it. Tokens left over from the blocks
 /// go one at a time, `$single` vectors at a time. Widths that are not a whole number of vectors go to `$fallback`.
 macro_rules! mad_rows_kernel {
-    ($module:ident, $features:literal, $vec:ty, $lanes:literal, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
+    ($module:ident, $features:literal, $vec:ty, $lanes:literal, $zero:ident, $load:ident, $store:ident, $set1:ident,
+     $fmadd:ident,
      block: $tokens:literal x $vectors:literal, single: $single:literal, otherwise: $fallback:path) => {
         mod $module {
             use core::arch::x86_64::*;
@@ -79,14 +80,21 @@ macro_rules! mad_rows_kernel {
             ) {
                 let n_rows = weights.len() / T;
                 let weights: [&[f32]; T] = core::array::from_fn(|t| &weights[t * n_rows..][..n_rows]);
-                let mut sums: [[$vec; V]; T] = core::array::from_fn(|t| {
-                    // SAFETY: `LANES` readable floats; the unaligned load has no alignment requirement.
-                    core::array::from_fn(|v| unsafe { $load(acc[t * vectors + first + v].as_ptr()) })
-                });
+                // Vector arrays are filled by loops, not `core::array::from_fn`: its closures are not compiled with
+                // this function's features, so they would pass every vector through memory.
+                let mut sums = [[$zero(); V]; T];
+                for (t, sums) in sums.iter_mut().enumerate() {
+                    for (v, sum) in sums.iter_mut().enumerate() {
+                        // SAFETY: `LANES` readable floats; the unaligned load has no alignment requirement.
+                        *sum = unsafe { $load(acc[t * vectors + first + v].as_ptr()) };
+                    }
+                }
                 for (j, row) in rows.chunks_exact(vectors).enumerate() {
-                    let row = &row[first..][..V];
-                    // SAFETY: as above.
-                    let x: [$vec; V] = core::array::from_fn(|v| unsafe { $load(row[v].as_ptr()) });
+                    let mut x = [$zero(); V];
+                    for (x, lanes) in x.iter_mut().zip(&row[first..][..V]) {
+                        // SAFETY: as above.
+                        *x = unsafe { $load(lanes.as_ptr()) };
+                    }
                     for (sums, weights) in sums.iter_mut().zip(&weights) {
                         let w = $set1(weights[j]);
                         for (sum, x) in sums.iter_mut().zip(&x) {
@@ -144,9 +152,9 @@ macro_rules! mad_rows_kernel {
     };
 }
 
-mad_rows_kernel!(mad_rows_256, "avx2,fma,f16c", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+mad_rows_kernel!(mad_rows_256, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
     _mm256_fmadd_ps, block: 4 x 2, single: 8, otherwise: crate::simd::float::reference::mad_rows);
-mad_rows_kernel!(mad_rows_512, "avx2,fma,f16c,avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps,
+mad_rows_kernel!(mad_rows_512, "avx2,fma,f16c,avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps,
     _mm512_set1_ps, _mm512_fmadd_ps, block: 4 x 4, single: 4, otherwise: super::mad_rows_256::mad_rows);
 
 mod kernels {
@@ -434,10 +442,12 @@ mod kernels {
             let rows = &k[block * 8 * hd..][..8 * hd];
             let mut acc = _mm256_setzero_ps();
             for d in (0..hd).step_by(8) {
-                let r: [__m256; 8] = core::array::from_fn(|l| {
+                // A loop, not `core::array::from_fn`, whose closure would not inline here (see `mad_rows_kernel!`).
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (l, r) in r.iter_mut().enumerate() {
                     let x: &[f16; 8] = rows[l * hd + d..][..8].try_into().expect("8 lanes");
-                    load_f16(x)
-                });
+                    *r = load_f16(x);
+                }
                 let qs: &[f16; 8] = q[d..d + 8].try_into().expect("8 lanes");
                 let mut qv = [0f32; 8];
                 store(&mut qv, load_f16(qs));
@@ -461,13 +471,13 @@ mod kernels {
         // Four rows at a time, each in its own accumulator; two rounds of `hadd` and a half-add sum each row's lanes
         // in adjacent pairs (the reference's tree) and leave the four sums side by side.
         let (quads, tail) = out.as_chunks_mut::<4>();
-        for (i, out4) in quads.iter_mut().enumerate() {
-            let rows4: [&[[f32; 8]]; 4] = core::array::from_fn(|r| rows[(4 * i + r) * hd..][..hd].as_chunks::<8>().0);
+        let vectors = q.len();
+        for (out4, rows4) in quads.iter_mut().zip(rows.as_chunks::<8>().0.chunks_exact(4 * vectors)) {
             let mut acc = [_mm256_setzero_ps(); 4];
             for (c, q) in q.iter().enumerate() {
                 let q = load(q);
-                for (acc, row) in acc.iter_mut().zip(&rows4) {
-                    *acc = _mm256_fmadd_ps(load(&row[c]), q, *acc);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(load(&rows4[r * vectors + c]), q, *acc);
                 }
             }
             let pairs = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
