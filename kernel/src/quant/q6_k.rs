@@ -32,13 +32,19 @@ impl BlockQ6_K {
     /// The 256 signed levels (-32..=31), in element order.
     #[inline]
     pub fn levels(&self) -> [i8; QK_K] {
-        core::array::from_fn(|e| {
-            let (h, k, l) = (e / 128, (e % 128) / 32, e % 32);
-            let byte = self.ql[64 * h + l + 32 * (k % 2)];
-            let low = if k < 2 { byte & 0xf } else { byte >> 4 };
-            let high = (self.qh[32 * h + l] >> (2 * k)) & 3;
-            (low | (high << 4)) as i8 - 32
-        })
+        // Element 128h + 32k + l: the low nibble (k < 2) or high nibble of `ql[64h + 32(k % 2) + l]`, and bits 2k..2k+2
+        // of `qh[32h + l]` — loops over `l` innermost, which the compiler vectorizes.
+        let mut levels = [0i8; QK_K];
+        for (h, (ql, qh)) in self.ql.chunks_exact(64).zip(self.qh.chunks_exact(32)).enumerate() {
+            for (k, out) in levels[128 * h..][..128].chunks_exact_mut(32).enumerate() {
+                let low = &ql[32 * (k % 2)..][..32];
+                for ((out, &byte), &high) in out.iter_mut().zip(low).zip(qh) {
+                    let low = if k < 2 { byte & 0xf } else { byte >> 4 };
+                    *out = (low | (((high >> (2 * k)) & 3) << 4)) as i8 - 32;
+                }
+            }
+        }
+        levels
     }
 }
 

@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::kquant::nearest_int;
 use super::legacy::{dequantize_symmetric, dot_symmetric};
 use super::{QuantBlock, Quantize, WeightBlock};
 use crate::GgmlType;
@@ -51,7 +52,8 @@ impl BlockQ8_0 {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         BlockQ8_0 {
             d: f16::from_f32(amax / 127.0),
-            qs: core::array::from_fn(|i| libm::rintf(x[i] * id) as i8),
+            // |x · id| <= 127, where `nearest_int` is exact (and, like `rintf`, takes NaN to 0).
+            qs: core::array::from_fn(|i| nearest_int(x[i] * id) as i8),
         }
     }
 }
