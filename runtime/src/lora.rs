@@ -13,6 +13,7 @@ use hearth_kernel::GgmlType;
 use hearth_kernel::gguf::{Gguf, GgufWriter, MetadataEntry, TensorSpec, Value};
 use hearth_kernel::ops::{OpError, expect_len};
 use hearth_kernel::quant;
+use hearth_kernel::simd::Isa;
 use rayon::prelude::*;
 
 use crate::model::{Model, Projection};
@@ -67,10 +68,6 @@ pub struct LoraPair {
     pub b: Vec<f32>,
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 impl LoraPair {
     /// All zeros (also a gradient accumulator).
     pub fn zeros(n_in: usize, n_out: usize, rank: usize) -> Self {
@@ -102,28 +99,28 @@ impl LoraPair {
 
     /// Adds `scale · (x·Aᵀ)·Bᵀ` to `out` (`x: [n_tokens, n_in]`, `out: [n_tokens, n_out]`) and returns `x·Aᵀ`
     /// (`[n_tokens, rank]`), which a backward pass needs.
-    pub fn forward(&self, scale: f32, x: &[f32], out: &mut [f32]) -> Result<Vec<f32>, OpError> {
+    pub fn forward(&self, isa: Isa, scale: f32, x: &[f32], out: &mut [f32]) -> Result<Vec<f32>, OpError> {
         let n_tokens = self.tokens(x)?;
         expect_len("LoRA output", out.len(), n_tokens * self.n_out)?;
         let mut ax = vec![0.0f32; n_tokens * self.rank];
-        for (ax, x) in ax.chunks_mut(self.rank.max(1)).zip(x.chunks(self.n_in)) {
-            for (h, a) in ax.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
-                *h = dot(a, x);
-            }
+        if self.rank == 0 {
+            return Ok(ax);
         }
-        // Output rows in parallel: a decoded token has one row, so split its columns instead.
-        let rank = self.rank.max(1);
+        ax.par_chunks_mut(self.rank)
+            .zip(x.par_chunks(self.n_in))
+            .for_each(|(ax, x)| isa.dot_rows(&self.a, x, ax));
+        // Each token's `B·(x·Aᵀ)` from `B`'s rows as they are stored (a decode step transposes nothing).
         out.par_chunks_mut(self.n_out)
-            .zip(ax.par_chunks(rank))
-            .for_each(|(out, ax)| {
-                out.par_chunks_mut(256)
-                    .zip(self.b.par_chunks(256 * rank))
-                    .for_each(|(out, b)| {
-                        for (y, b) in out.iter_mut().zip(b.chunks_exact(rank)) {
-                            *y += scale * dot(b, ax);
-                        }
-                    });
-            });
+            .zip(ax.par_chunks(self.rank))
+            .for_each_init(
+                || vec![0.0f32; self.n_out],
+                |update, (out, ax)| {
+                    isa.dot_rows(&self.b, ax, update);
+                    for (y, u) in out.iter_mut().zip(&*update) {
+                        *y += scale * u;
+                    }
+                },
+            );
         Ok(ax)
     }
 }

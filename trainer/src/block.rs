@@ -124,7 +124,7 @@ impl Block<'_, '_> {
             matmul(isa, projection.weights(layer), input, out, scratch)?;
             lora[projection as usize] = adapters
                 .get(projection)
-                .map(|l| l.forward(l.scale(alpha), input, out))
+                .map(|l| l.forward(isa, l.scale(alpha), input, out))
                 .transpose()?;
             Ok(())
         };
@@ -238,7 +238,7 @@ impl Block<'_, '_> {
             frozen_linear_backward(isa, projection.weights(layer), d, dx)?;
             let i = projection as usize;
             if let (Some(lora), Some(grad), Some(ax)) = (&adapters.0[i], &mut grads.0[i], &saved.lora[i]) {
-                lora_backward(lora, lora.scale(alpha), input, ax, d, grad, dx)?;
+                lora_backward(isa, lora, lora.scale(alpha), input, ax, d, grad, dx)?;
             }
             Ok(())
         };

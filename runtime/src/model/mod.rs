@@ -380,10 +380,17 @@ impl<'a> Model<'a> {
     }
 
     /// Adds every attached adapter's update of `projection` in block `layer` for input `x` to `out`.
-    fn add_lora(&self, layer: usize, projection: Projection, x: &[f32], out: &mut [f32]) -> Result<(), OpError> {
+    fn add_lora(
+        &self,
+        isa: Isa,
+        layer: usize,
+        projection: Projection,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), OpError> {
         for (adapter, user_scale) in &self.adapters {
             if let Some(pair) = adapter.layers[layer].get(projection) {
-                pair.forward(user_scale * pair.scale(adapter.alpha), x, out)?;
+                pair.forward(isa, user_scale * pair.scale(adapter.alpha), x, out)?;
             }
         }
         Ok(())
@@ -527,11 +534,11 @@ impl<'a> Model<'a> {
             let la = &c.layers[il];
             norm::rms_norm_into(x, &layer.attn_norm, c.eps, h)?;
             matmul(isa, &layer.wq, h, q, mm)?;
-            self.add_lora(il, Projection::Q, h, q)?;
+            self.add_lora(isa, il, Projection::Q, h, q)?;
             matmul(isa, &layer.wk, h, k, mm)?;
-            self.add_lora(il, Projection::K, h, k)?;
+            self.add_lora(isa, il, Projection::K, h, k)?;
             matmul(isa, &layer.wv, h, v, mm)?;
-            self.add_lora(il, Projection::V, h, v)?;
+            self.add_lora(isa, il, Projection::V, h, v)?;
             for (buf, bias) in [
                 (&mut *q, &layer.q_bias),
                 (&mut *k, &layer.k_bias),
@@ -578,7 +585,7 @@ impl<'a> Model<'a> {
                 )?;
             }
             matmul(isa, &layer.wo, attn, o, mm)?;
-            self.add_lora(il, Projection::O, attn, o)?;
+            self.add_lora(isa, il, Projection::O, attn, o)?;
             if let Some(post) = &layer.post_attn_norm {
                 norm::rms_norm(o, post, c.eps)?;
             }
@@ -586,16 +593,16 @@ impl<'a> Model<'a> {
 
             norm::rms_norm_into(x, &layer.ffn_norm, c.eps, h)?;
             matmul(isa, &layer.gate, h, gate, mm)?;
-            self.add_lora(il, Projection::Gate, h, gate)?;
+            self.add_lora(isa, il, Projection::Gate, h, gate)?;
             matmul(isa, &layer.up, h, up, mm)?;
-            self.add_lora(il, Projection::Up, h, up)?;
+            self.add_lora(isa, il, Projection::Up, h, up)?;
             if c.arch == Arch::Gemma3 {
                 act::geglu(gate, up)?;
             } else {
                 act::swiglu(isa, gate, up)?;
             }
             matmul(isa, &layer.down, gate, o, mm)?;
-            self.add_lora(il, Projection::Down, gate, o)?;
+            self.add_lora(isa, il, Projection::Down, gate, o)?;
             if let Some(post) = &layer.post_ffn_norm {
                 norm::rms_norm(o, post, c.eps)?;
             }

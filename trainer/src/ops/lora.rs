@@ -1,6 +1,7 @@
 //! The LoRA pair's training side: PEFT's initialisation and the backward pass of [`LoraPair::forward`] (the pair,
 //! its forward and its file format live in the runtime, which applies adapters at inference).
 
+use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LoraPair;
 use rayon::prelude::*;
 
@@ -16,10 +17,32 @@ pub fn fresh_pair(n_in: usize, n_out: usize, rank: usize, rng: &mut Rng) -> Lora
     }
 }
 
+/// Tokens one task takes through a token-parallel product.
+const TOKEN_BLOCK: usize = 64;
+
+/// Rank rows one task takes through a rank-parallel product (the height of `mad_rows`' register blocks).
+const RANK_BLOCK: usize = 4;
+
+/// `m: [rows, columns]` (row-major) transposed to `[columns, rows]`, times `scale`.
+fn transpose_scaled(m: &[f32], columns: usize, scale: f32) -> Vec<f32> {
+    let rows = m.len() / columns;
+    let mut t = vec![0.0f32; m.len()];
+    for (r, row) in m.chunks_exact(columns).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            t[c * rows + r] = scale * x;
+        }
+    }
+    t
+}
+
 /// Adds the gradients of `pair`'s `A` and `B` to `grad` and the input's to `dx`, from `d_out` and the `x·Aᵀ` that
 /// [`LoraPair::forward`] returned: `dB += scale · d_outᵀ·(x·Aᵀ)`, `d(x·Aᵀ) = scale · d_out·B`,
-/// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`.
+/// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`. Each is a kernel `mad_rows` (rows of one matrix summed with weights from
+/// another), the gradients of `B` and `A` computed transposed, `[rank, n_out]` and `[rank, n_in]`, so that their
+/// rows are the sums.
+#[allow(clippy::too_many_arguments)] // The pair, its scale, its input and saved product, the output's gradient and the two gradients it adds to.
 pub fn lora_backward(
+    isa: Isa,
     pair: &LoraPair,
     scale: f32,
     x: &[f32],
@@ -35,52 +58,46 @@ pub fn lora_backward(
     expect_len("LoRA input gradient", dx.len(), x.len())?;
     expect_len("LoRA A gradient", grad.a.len(), pair.a.len())?;
     expect_len("LoRA B gradient", grad.b.len(), pair.b.len())?;
+    if rank == 0 || n_tokens == 0 {
+        return Ok(());
+    }
     let mut d_ax = vec![0.0f32; n_tokens * rank];
-    d_ax.par_chunks_mut(rank.max(1))
-        .zip(d_out.par_chunks(n_out))
-        .for_each(|(d_ax, d_out)| {
-            for (o, &g) in d_out.iter().enumerate() {
-                for (d, b) in d_ax.iter_mut().zip(&pair.b[o * rank..][..rank]) {
-                    *d += scale * g * b;
-                }
-            }
-        });
-    grad.b.par_chunks_mut(rank.max(1)).enumerate().for_each(|(o, db)| {
-        for (ax, d_out) in ax.chunks_exact(rank).zip(d_out.chunks_exact(n_out)) {
-            let g = scale * d_out[o];
-            for (db, h) in db.iter_mut().zip(ax) {
-                *db += g * h;
-            }
+    d_ax.par_chunks_mut(TOKEN_BLOCK * rank)
+        .zip(d_out.par_chunks(TOKEN_BLOCK * n_out))
+        .for_each(|(d_ax, d_out)| isa.mad_rows(rank, d_ax, &pair.b, d_out));
+    d_ax.iter_mut().for_each(|g| *g *= scale);
+
+    let mut db_t = vec![0.0f32; rank * n_out];
+    let ax_t = transpose_scaled(ax, rank, scale);
+    db_t.par_chunks_mut(RANK_BLOCK * n_out)
+        .zip(ax_t.par_chunks(RANK_BLOCK * n_tokens))
+        .for_each(|(db_t, ax_t)| isa.mad_rows(n_out, db_t, d_out, ax_t));
+    for (r, db_t) in db_t.chunks_exact(n_out).enumerate() {
+        for (db, &g) in grad.b.chunks_exact_mut(rank).zip(db_t) {
+            db[r] += g;
         }
-    });
-    grad.a.par_chunks_mut(n_in).enumerate().for_each(|(k, da)| {
-        for (d_ax, x) in d_ax.chunks_exact(rank).zip(x.chunks_exact(n_in)) {
-            for (da, x) in da.iter_mut().zip(x) {
-                *da += d_ax[k] * x;
-            }
-        }
-    });
-    dx.par_chunks_mut(n_in)
-        .zip(d_ax.par_chunks(rank.max(1)))
-        .for_each(|(dx, d_ax)| {
-            for (&g, a) in d_ax.iter().zip(pair.a.chunks_exact(n_in)) {
-                for (dx, a) in dx.iter_mut().zip(a) {
-                    *dx += g * a;
-                }
-            }
-        });
+    }
+
+    let d_ax_t = transpose_scaled(&d_ax, rank, 1.0);
+    grad.a
+        .par_chunks_mut(RANK_BLOCK * n_in)
+        .zip(d_ax_t.par_chunks(RANK_BLOCK * n_tokens))
+        .for_each(|(da, d_ax_t)| isa.mad_rows(n_in, da, x, d_ax_t));
+    dx.par_chunks_mut(TOKEN_BLOCK * n_in)
+        .zip(d_ax.par_chunks(TOKEN_BLOCK * rank))
+        .for_each(|(dx, d_ax)| isa.mad_rows(n_in, dx, &pair.a, d_ax));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::{assert_gradient, project};
+    use crate::ops::check::{assert_gradient_every, project};
 
-    #[test]
-    fn matches_finite_differences_for_a_b_and_the_input() {
-        let mut rng = Rng(10);
-        let (n_tokens, n_in, n_out, rank, scale) = (3, 12, 10, 4, 2.0);
+    /// Checks every `step`-th element of the three gradients of a random pair of these shapes.
+    fn check(seed: u64, (n_tokens, n_in, n_out, rank): (usize, usize, usize, usize), step: usize) {
+        let mut rng = Rng(seed);
+        let scale = 2.0;
         // B random too: a fresh pair's zero B would make A's gradient zero.
         let lora = LoraPair {
             b: rng.vec(n_out * rank, 0.5),
@@ -89,17 +106,17 @@ mod tests {
         let x = rng.vec(n_tokens * n_in, 1.0);
         let g = rng.vec(n_tokens * n_out, 1.0);
         let mut out = vec![0.0; n_tokens * n_out];
-        let ax = lora.forward(scale, &x, &mut out).unwrap();
+        let ax = lora.forward(Isa::selected(), scale, &x, &mut out).unwrap();
         let mut grad = LoraPair::zeros(n_in, n_out, rank);
         let mut dx = vec![0.0; x.len()];
-        lora_backward(&lora, scale, &x, &ax, &g, &mut grad, &mut dx).unwrap();
+        lora_backward(Isa::selected(), &lora, scale, &x, &ax, &g, &mut grad, &mut dx).unwrap();
         let loss = |lora: &LoraPair, x: &[f32]| {
             let mut out = vec![0.0; n_tokens * n_out];
-            lora.forward(scale, x, &mut out).unwrap();
+            lora.forward(Isa::selected(), scale, x, &mut out).unwrap();
             project(&out, &g)
         };
-        assert_gradient("lora dx", &x, &dx, 1e-2, 1e-3, |x| loss(&lora, x));
-        assert_gradient("lora dA", &lora.a, &grad.a, 1e-2, 1e-3, |a| {
+        assert_gradient_every(step, "lora dx", &x, &dx, 1e-2, 1e-3, |x| loss(&lora, x));
+        assert_gradient_every(step, "lora dA", &lora.a, &grad.a, 1e-2, 1e-3, |a| {
             loss(
                 &LoraPair {
                     a: a.to_vec(),
@@ -108,7 +125,7 @@ mod tests {
                 &x,
             )
         });
-        assert_gradient("lora dB", &lora.b, &grad.b, 1e-2, 1e-3, |b| {
+        assert_gradient_every(step, "lora dB", &lora.b, &grad.b, 1e-2, 1e-3, |b| {
             loss(
                 &LoraPair {
                     b: b.to_vec(),
@@ -120,13 +137,20 @@ mod tests {
     }
 
     #[test]
+    fn matches_finite_differences_for_a_b_and_the_input() {
+        check(10, (3, 12, 10, 4), 1);
+        // Vector-wide rows, a block of tokens and part of another, two blocks of rank rows.
+        check(15, (67, 32, 48, 8), 5);
+    }
+
+    #[test]
     fn a_fresh_adapter_leaves_the_output_unchanged() {
         let mut rng = Rng(11);
         let lora = fresh_pair(8, 6, 2, &mut rng);
         assert!(lora.a.iter().all(|a| a.abs() <= 1.0 / 8f32.sqrt()) && lora.a.iter().any(|&a| a != 0.0));
         let x = rng.vec(16, 1.0);
         let mut out = vec![0.5; 12];
-        lora.forward(1.0, &x, &mut out).unwrap();
+        lora.forward(Isa::selected(), 1.0, &x, &mut out).unwrap();
         assert!(out.iter().all(|&y| y == 0.5));
     }
 }
