@@ -3,7 +3,7 @@
 //! libm's exponential (which agrees with llama.cpp more often than ggml's own, measured on greedy outputs).
 //!
 //! The scalar functions here are the reference: they spell out lane by lane what the AVX2 kernels compute, and are
-//! bit-identical to them. ISAs without kernels of their own for these operations use the reference.
+//! bit-identical to them. ISAs without kernels of their own for these operations use the reference (NEON has `mad_rows`, for training).
 
 use half::f16;
 
@@ -264,7 +264,7 @@ impl Isa {
     }
 
     /// `acc[t][d] += Σ_j weights[t][j]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, `weights: [T, J]`
-    /// ([`reference::mad_rows`]; AVX-512 has a kernel of its own here, with the same bits).
+    /// ([`reference::mad_rows`]; AVX-512 and NEON have kernels of their own here, with the same bits).
     #[inline]
     pub fn mad_rows(self, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
         debug_assert!(width > 0 && acc.len().is_multiple_of(width) && rows.len().is_multiple_of(width));
@@ -274,6 +274,10 @@ impl Isa {
             Isa::Avx512(token) => return super::x86::float::mad_rows_wide(token, width, acc, rows, weights),
             Isa::Avx2(token) => return super::x86::float::mad_rows(token, width, acc, rows, weights),
             _ => {}
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Isa::Neon(token) = self {
+            return super::aarch64::float::mad_rows(token, width, acc, rows, weights);
         }
         reference::mad_rows(width, acc, rows, weights)
     }

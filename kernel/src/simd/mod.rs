@@ -50,6 +50,106 @@ macro_rules! entry_points {
     };
 }
 
+/// `mad_rows` (`float::reference::mad_rows`) for one vector type of `core::arch::$arch`, its intrinsics named as
+/// x86's (`$fmadd(a, b, c)` = `a·b + c`, fused). Accumulators stay in registers, a block of `$tokens` rows of `acc` by `$vectors`
+/// vectors, through every row of `rows`: per row, `$vectors` loads and `$tokens` broadcasts feed
+/// `$tokens · $vectors` fused multiply-adds. The column spans are the outer loop, so a span of `rows` (at most
+/// `J × $vectors` vectors) stays in L1 while every block of tokens passes over it. Tokens left over from the blocks
+/// go one at a time, `$single` vectors at a time. Widths that are not a whole number of vectors go to `$fallback`.
+#[cfg_attr(not(any(hearth_x86_simd, target_arch = "aarch64")), allow(unused_macros))]
+macro_rules! mad_rows_kernel {
+    ($arch:ident, $module:ident, $features:literal, $vec:ty, $lanes:literal, $zero:path, $load:path, $store:path,
+     $set1:path, $fmadd:path, block: $tokens:literal x $vectors:literal, single: $single:literal, otherwise: $fallback:path) => {
+        mod $module {
+            use core::arch::$arch::*;
+
+            const LANES: usize = $lanes;
+
+            /// `acc[t][v] += Σ_j weights[t][j]·rows[j][v]` for the `T` rows of `acc` (each `vectors` long) and their
+            /// `V` vectors from vector `first`, `weights: [T, J]`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn block<const T: usize, const V: usize>(
+                acc: &mut [[f32; LANES]],
+                vectors: usize,
+                first: usize,
+                rows: &[[f32; LANES]],
+                weights: &[f32],
+            ) {
+                let n_rows = weights.len() / T;
+                let weights: [&[f32]; T] = core::array::from_fn(|t| &weights[t * n_rows..][..n_rows]);
+                // Vector arrays are filled by loops, not `core::array::from_fn`: its closures are not compiled with
+                // this function's features, so they would pass every vector through memory.
+                let mut sums = [[$zero(); V]; T];
+                for (t, sums) in sums.iter_mut().enumerate() {
+                    for (v, sum) in sums.iter_mut().enumerate() {
+                        // SAFETY: `LANES` readable floats; the unaligned load has no alignment requirement.
+                        *sum = unsafe { $load(acc[t * vectors + first + v].as_ptr()) };
+                    }
+                }
+                for (j, row) in rows.chunks_exact(vectors).enumerate() {
+                    let mut x = [$zero(); V];
+                    for (x, lanes) in x.iter_mut().zip(&row[first..][..V]) {
+                        // SAFETY: as above.
+                        *x = unsafe { $load(lanes.as_ptr()) };
+                    }
+                    for (sums, weights) in sums.iter_mut().zip(&weights) {
+                        let w = $set1(weights[j]);
+                        for (sum, x) in sums.iter_mut().zip(&x) {
+                            *sum = $fmadd(*x, w, *sum);
+                        }
+                    }
+                }
+                for (t, sums) in sums.iter().enumerate() {
+                    for (v, sum) in sums.iter().enumerate() {
+                        // SAFETY: `LANES` writable floats; the unaligned store has no alignment requirement.
+                        unsafe { $store(acc[t * vectors + first + v].as_mut_ptr(), *sum) };
+                    }
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn mad_rows(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+                if width == 0 || !width.is_multiple_of(LANES) || rows.is_empty() {
+                    return $fallback(width, acc, rows, weights);
+                }
+                let (vectors, n_rows) = (width / LANES, rows.len() / width);
+                let (acc, rows) = (acc.as_chunks_mut::<LANES>().0, rows.as_chunks::<LANES>().0);
+                let blocked = acc.len() / (vectors * $tokens) * $tokens;
+                let (acc_blocks, acc_rest) = acc.split_at_mut(blocked * vectors);
+                let (weight_blocks, weight_rest) = weights.split_at(blocked * n_rows);
+                let spans = vectors / $vectors * $vectors;
+                for first in (0..vectors).step_by($vectors) {
+                    for (acc, weights) in acc_blocks
+                        .chunks_exact_mut($tokens * vectors)
+                        .zip(weight_blocks.chunks_exact($tokens * n_rows))
+                    {
+                        if first < spans {
+                            block::<$tokens, $vectors>(acc, vectors, first, rows, weights);
+                        } else {
+                            for first in first..vectors {
+                                block::<$tokens, 1>(acc, vectors, first, rows, weights);
+                            }
+                        }
+                    }
+                }
+                let singles = vectors / $single * $single;
+                for (acc, weights) in acc_rest
+                    .chunks_exact_mut(vectors)
+                    .zip(weight_rest.chunks_exact(n_rows))
+                {
+                    for first in (0..singles).step_by($single) {
+                        block::<1, $single>(acc, vectors, first, rows, weights);
+                    }
+                    for first in singles..vectors {
+                        block::<1, 1>(acc, vectors, first, rows, weights);
+                    }
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod float;

@@ -1,5 +1,6 @@
 //! AArch64 capability tokens and kernels.
 
+pub mod float;
 pub mod neon;
 
 /// Proof that the CPU supports Advanced SIMD (NEON), part of every AArch64 CPU's baseline.
