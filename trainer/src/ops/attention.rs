@@ -84,6 +84,9 @@ pub fn attention_forward(
 ) -> Result<Vec<f32>, OpError> {
     let n = check_shapes(p, q, k, v)?;
     expect_len("attention output", out.len(), q.len())?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
     let (d, group, width) = (p.head_dim, p.n_heads / p.n_kv_heads, p.n_heads * p.head_dim);
     let (keys, values) = (by_head(k, p.n_kv_heads, d), by_head(v, p.n_kv_heads, d));
     let mut probs = vec![0.0f32; n * p.n_heads * n];
@@ -132,6 +135,9 @@ pub fn attention_backward(
     expect_len("query gradient", dq.len(), q.len())?;
     expect_len("key gradient", dk.len(), k.len())?;
     expect_len("value gradient", dv.len(), v.len())?;
+    if n == 0 {
+        return Ok(());
+    }
     let (d, group, width) = (p.head_dim, p.n_heads / p.n_kv_heads, p.n_heads * p.head_dim);
     let (keys, values) = (by_head(k, p.n_kv_heads, d), by_head(v, p.n_kv_heads, d));
     // dZ, laid out like the probabilities (zero where masked, as they are).
@@ -272,6 +278,21 @@ mod tests {
             7,
             1,
         );
+    }
+
+    #[test]
+    fn an_empty_sequence_has_empty_results() {
+        let p = AttentionParams {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 8,
+            scale: 0.35,
+            window: None,
+            softcap: None,
+        };
+        let isa = Isa::selected();
+        assert!(attention_forward(isa, &p, &[], &[], &[], &mut []).unwrap().is_empty());
+        attention_backward(isa, &p, &[], &[], &[], &[], &[], &mut [], &mut [], &mut []).unwrap();
     }
 
     #[test]
