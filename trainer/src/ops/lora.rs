@@ -38,8 +38,8 @@ fn transpose_scaled(m: &[f32], columns: usize, scale: f32) -> Vec<f32> {
 /// Adds the gradients of `pair`'s `A` and `B` to `grad` and the input's to `dx`, from `d_out` and the `x·Aᵀ` that
 /// [`LoraPair::forward`] returned: `dB += scale · d_outᵀ·(x·Aᵀ)`, `d(x·Aᵀ) = scale · d_out·B`,
 /// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`. Each is a kernel `mad_rows` (rows of one matrix summed with weights from
-/// another), the gradients of `B` and `A` computed transposed, `[rank, n_out]` and `[rank, n_in]`, so that their
-/// rows are the sums.
+/// another); `B`'s gradient is computed transposed, `[rank, n_out]`, so that its rows are such sums, as `A`'s
+/// (`[rank, n_in]`) already are.
 #[allow(clippy::too_many_arguments)] // The pair, its scale, its input and saved product, the output's gradient and the two gradients it adds to.
 pub fn lora_backward(
     isa: Isa,
