@@ -51,15 +51,16 @@ macro_rules! entry_points {
 }
 
 /// `mad_rows` (`float::reference::mad_rows`) for one vector type of `core::arch::$arch`, its intrinsics named as
-/// x86's (`$fmadd(a, b, c)` = `a·b + c`, fused). Accumulators stay in registers, a block of `$tokens` rows of `acc` by `$vectors`
-/// vectors, through every row of `rows`: per row, `$vectors` loads and `$tokens` broadcasts feed
+/// x86's (`$fmadd(a, b, c)` = `a·b + c`, fused). Accumulators stay in registers, a block of `$tokens` rows of `acc`
+/// by `$vectors` vectors, through every row of `rows`: per row, `$vectors` loads and `$tokens` broadcasts feed
 /// `$tokens · $vectors` fused multiply-adds. The column spans are the outer loop, so a span of `rows` (at most
 /// `J × $vectors` vectors) stays in L1 while every block of tokens passes over it. Tokens left over from the blocks
 /// go one at a time, `$single` vectors at a time. Widths that are not a whole number of vectors go to `$fallback`.
 #[cfg_attr(not(any(hearth_x86_simd, target_arch = "aarch64")), allow(unused_macros))]
 macro_rules! mad_rows_kernel {
     ($arch:ident, $module:ident, $features:literal, $vec:ty, $lanes:literal, $zero:path, $load:path, $store:path,
-     $set1:path, $fmadd:path, block: $tokens:literal x $vectors:literal, single: $single:literal, otherwise: $fallback:path) => {
+     $set1:path, $fmadd:path,
+     block: $tokens:literal x $vectors:literal, single: $single:literal, otherwise: $fallback:path) => {
         mod $module {
             use core::arch::$arch::*;
 
