@@ -210,6 +210,17 @@ fn isa_names_round_trip() {
 /// The float primitives of every ISA against the scalar reference, bit for bit (they mirror ggml's arithmetic, so
 /// "close" is not enough), for lengths with and without ragged tails.
 #[test]
+fn mad_rows_of_nothing_adds_nothing() {
+    for isa in Isa::available() {
+        // Zero-width rows, and rows of a real width but none of them (no weights).
+        isa.mad_rows(0, &mut [], &[], &[]);
+        let mut acc = vec![1.5f32; 2 * 16];
+        isa.mad_rows(16, &mut acc, &[], &[]);
+        assert!(acc.iter().all(|&a| a == 1.5), "{isa}");
+    }
+}
+
+#[test]
 fn float_primitives_are_bit_identical_to_the_reference() {
     use half::f16;
     use hearth_kernel::simd::float::reference;

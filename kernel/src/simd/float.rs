@@ -267,8 +267,13 @@ impl Isa {
     /// ([`reference::mad_rows`]; AVX-512 and NEON have kernels of their own here, with the same bits).
     #[inline]
     pub fn mad_rows(self, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
-        debug_assert!(width > 0 && acc.len().is_multiple_of(width) && rows.len().is_multiple_of(width));
-        debug_assert_eq!(weights.len(), acc.len() / width * (rows.len() / width));
+        // (Zero-width rows have nothing to add; every kernel hands them to the reference, which returns.)
+        debug_assert!(
+            width == 0
+                || (acc.len().is_multiple_of(width)
+                    && rows.len().is_multiple_of(width)
+                    && weights.len() == acc.len() / width * (rows.len() / width))
+        );
         #[cfg(hearth_x86_simd)]
         match self {
             Isa::Avx512(token) => return super::x86::float::mad_rows_wide(token, width, acc, rows, weights),
