@@ -228,6 +228,16 @@ mod tests {
     use super::*;
     use crate::ops::check::{Rng, assert_gradient_every, project};
 
+    /// Four query heads on two KV heads of 8, global.
+    const SMALL: AttentionParams = AttentionParams {
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 8,
+        scale: 0.35,
+        window: None,
+        softcap: None,
+    };
+
     /// Checks every `step`-th element of the three gradients over `n` tokens.
     fn check(p: AttentionParams, seed: u64, n: usize, step: usize) {
         let mut rng = Rng(seed);
@@ -252,12 +262,8 @@ mod tests {
     #[test]
     fn grouped_query_attention_matches_finite_differences() {
         let params = AttentionParams {
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 8,
             scale: 1.0 / 8f32.sqrt(),
-            window: None,
-            softcap: None,
+            ..SMALL
         };
         check(params, 4, 7, 1);
         check(
@@ -282,14 +288,7 @@ mod tests {
 
     #[test]
     fn an_empty_sequence_has_empty_results() {
-        let p = AttentionParams {
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 8,
-            scale: 0.35,
-            window: None,
-            softcap: None,
-        };
+        let p = SMALL;
         let isa = Isa::selected();
         assert!(attention_forward(isa, &p, &[], &[], &[], &mut []).unwrap().is_empty());
         attention_backward(isa, &p, &[], &[], &[], &[], &[], &mut [], &mut [], &mut []).unwrap();
@@ -321,15 +320,7 @@ mod tests {
     #[test]
     fn the_forward_agrees_with_the_kernels_attention_over_a_cache() {
         use hearth_kernel::ops::kv::{KvCache, KvType};
-        use hearth_kernel::simd::Isa;
-        let p = AttentionParams {
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 8,
-            scale: 0.35,
-            window: None,
-            softcap: None,
-        };
+        let p = SMALL;
         let mut rng = Rng(7);
         let n = 9;
         let q = rng.vec(n * 32, 1.0);
