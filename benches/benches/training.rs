@@ -5,10 +5,18 @@
 //! for 8960-wide ones (16 × 32). Reported as multiply-adds per second (elements = tokens × rows × width), to read
 //! against the core's FMA peak.
 //!
+//! Then the whole input gradient, `frozen_linear_backward` on all threads, through a Q4_K matrix shaped like Qwen's
+//! gate projection (`[8960, 1536]`: 1536-wide gradients) and its down projection (`[1536, 8960]`) for 512 tokens, both
+//! ways: int8 (the transposed, requantized weights by the kernel's matmul) and float (`mad_rows` over dequantized
+//! tiles). Also in multiply-adds per second.
+//!
 //!     cargo bench -p hearth-benches --bench training
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hearth_kernel::GgmlType;
+use hearth_kernel::ops::matmul::{MatmulScratch, Weights};
 use hearth_kernel::simd::Isa;
+use hearth_trainer::ops::linear::{Frozen, Transposed, frozen_linear_backward};
 
 /// `(tokens, rows)` of a block and a tile.
 const BLOCKINGS: [(usize, usize); 2] = [(64, 128), (16, 32)];
@@ -37,5 +45,37 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Tokens of a training example.
+const TOKENS: usize = 512;
+/// `(n_out, n_in)` of the matrices.
+const MATRICES: [(usize, usize); 2] = [(8960, 1536), (1536, 8960)];
+
+fn input_gradient(c: &mut Criterion) {
+    let mut group = c.benchmark_group("input_gradient");
+    group.sample_size(10);
+    let isa = Isa::selected();
+    for (n_out, n_in) in MATRICES {
+        let mut bytes = vec![0u8; GgmlType::Q4_K.bytes_for((n_out * n_in) as u64).unwrap() as usize];
+        hearth_kernel::quant::quantize(GgmlType::Q4_K, &values(n_out * n_in, 4), &mut bytes).unwrap();
+        let weights = Weights::new(GgmlType::Q4_K, n_in, n_out, &bytes).unwrap();
+        let transposed = Transposed::of(&weights).unwrap();
+        let d_out = values(TOKENS * n_out, 5);
+        let mut dx = vec![0.0; TOKENS * n_in];
+        let mut scratch = MatmulScratch::default();
+        group.throughput(Throughput::Elements((TOKENS * n_out * n_in) as u64));
+        for (way, transposed) in [("int8", transposed.as_ref()), ("float", None)] {
+            let frozen = Frozen {
+                weights: &weights,
+                transposed,
+            };
+            let id = BenchmarkId::new(format!("{isa}/{way}"), format!("{n_out}x{n_in}"));
+            group.bench_function(id, |b| {
+                b.iter(|| frozen_linear_backward(isa, frozen, &d_out, &mut dx, &mut scratch).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, input_gradient);
 criterion_main!(benches);

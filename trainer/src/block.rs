@@ -21,7 +21,7 @@ use hearth_runtime::model::{Arch, Config, Layer, LayerAttention, Projection};
 
 use crate::ops::act::{geglu_backward, geglu_smooth, swiglu_backward};
 use crate::ops::attention::{attention_backward, attention_forward};
-use crate::ops::linear::frozen_linear_backward;
+use crate::ops::linear::{Frozen, Transposed, frozen_linear_backward};
 use crate::ops::lora::lora_backward;
 use crate::ops::norm::rms_norm_backward;
 use crate::ops::rope::rope_backward;
@@ -61,8 +61,19 @@ pub struct Block<'l, 'a> {
     pub config: &'l Config,
     /// Its attention settings.
     pub attention: &'l LayerAttention,
+    /// Its projections' transposes, by [`Projection`] ([`transposes`]).
+    pub transposed: &'l [Option<Transposed>; 7],
     /// The kernels it runs on.
     pub isa: Isa,
+}
+
+/// The transposes of `layer`'s projections that their input gradients read ([`Transposed::of`]), by [`Projection`].
+pub fn transposes(layer: &Layer<'_>) -> Result<[Option<Transposed>; 7], OpError> {
+    let mut out: [Option<Transposed>; 7] = Default::default();
+    for projection in Projection::ALL {
+        out[projection as usize] = Transposed::of(projection.weights(layer))?;
+    }
+    Ok(out)
 }
 
 fn zeros(n: usize) -> Vec<f32> {
@@ -220,6 +231,7 @@ impl Block<'_, '_> {
 
     /// The gradient with respect to the block's input `x`, from `d_out` (the output's), adding the adapters'
     /// gradients to `grads`. `saved` comes from [`Block::forward`] on the same `x`.
+    #[allow(clippy::too_many_arguments)] // The adapters and their alpha, the input and what its forward saved, the output's gradient, the adapters' gradients and the matmuls' buffers.
     pub fn backward(
         &self,
         adapters: &LayerLora,
@@ -228,6 +240,7 @@ impl Block<'_, '_> {
         saved: &Saved,
         d_out: &[f32],
         grads: &mut LayerLora,
+        scratch: &mut MatmulScratch,
     ) -> Result<Vec<f32>, OpError> {
         let (c, layer, isa) = (self.config, self.layer, self.isa);
         let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
@@ -235,8 +248,12 @@ impl Block<'_, '_> {
         let n = x.len() / dim;
         // Adds the gradient through `projection`'s weights and adapter (whose input was `input`) to `dx`.
         let mut through = |projection: Projection, input: &[f32], d: &[f32], dx: &mut [f32]| -> Result<(), OpError> {
-            frozen_linear_backward(isa, projection.weights(layer), d, dx)?;
             let i = projection as usize;
+            let frozen = Frozen {
+                weights: projection.weights(layer),
+                transposed: self.transposed[i].as_ref(),
+            };
+            frozen_linear_backward(isa, frozen, d, dx, scratch)?;
             if let (Some(lora), Some(grad), Some(ax)) = (&adapters.0[i], &mut grads.0[i], &saved.lora[i]) {
                 lora_backward(isa, lora, lora.scale(alpha), input, ax, d, grad, dx)?;
             }
@@ -427,10 +444,12 @@ mod tests {
             lora.b = rng.vec(lora.b.len(), 0.3);
             Some(lora)
         }));
+        let transposed = transposes(&layer).unwrap();
         let block = Block {
             layer: &layer,
             config: &config,
             attention: &config.layers[0],
+            transposed: &transposed,
             isa: Isa::best(),
         };
         check(&block, &adapters)
@@ -453,7 +472,7 @@ mod tests {
         let (_, saved) = block.forward(adapters, ALPHA, &x, true, &mut scratch).unwrap();
         let mut grads = adapters.zeros_like();
         let dx = block
-            .backward(adapters, ALPHA, &x, &saved.unwrap(), &g, &mut grads)
+            .backward(adapters, ALPHA, &x, &saved.unwrap(), &g, &mut grads, &mut scratch)
             .unwrap();
         (dx, grads)
     }

@@ -15,7 +15,8 @@ use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::{Arch, Model};
 
 use crate::TrainError;
-use crate::block::{Block, Saved};
+use crate::block::{Block, Saved, transposes};
+use crate::ops::linear::{Frozen, Transposed};
 use crate::ops::loss::{Loss, cross_entropy};
 use crate::ops::norm::rms_norm_backward;
 
@@ -55,36 +56,53 @@ pub enum Memory {
     KeepAll,
 }
 
-/// The frozen model an adapter trains on, and the buffers its passes reuse.
+/// How gradients flow back through the frozen weights (see [`crate::ops::linear`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputGradients {
+    /// Through each quantized matrix's transpose requantized to 8 bits, as the kernel's int8 matmul: the forward's
+    /// own arithmetic, run backwards.
+    #[default]
+    Int8,
+    /// In f32, through the weights exactly as they dequantize (slower; no transposed copy of the weights).
+    Float,
+}
+
+/// The frozen model an adapter trains on, the transposes of its weights that input gradients read, and the buffers
+/// its passes reuse.
 #[derive(Debug)]
 pub struct Trainee<'m, 'a> {
-    model: &'m Model<'a>,
-    isa: Isa,
+    base: Base<'m, 'a>,
     scratch: MatmulScratch,
 }
 
-impl<'m, 'a> Trainee<'m, 'a> {
-    /// Trains on `model`, computing with `isa`.
-    pub fn new(model: &'m Model<'a>, isa: Isa) -> Self {
-        Trainee {
-            model,
-            isa,
-            scratch: MatmulScratch::default(),
-        }
-    }
+/// The frozen part of a [`Trainee`] (borrowed by its blocks while the passes use the scratch).
+#[derive(Debug)]
+struct Base<'m, 'a> {
+    model: &'m Model<'a>,
+    isa: Isa,
+    /// Each block's projections' transposes, by [`Projection`](hearth_runtime::model::Projection).
+    transposed: Vec<[Option<Transposed>; 7]>,
+    /// The output head's.
+    head_transposed: Option<Transposed>,
+}
 
-    /// The frozen model.
-    pub fn model(&self) -> &'m Model<'a> {
-        self.model
-    }
-
-    fn block(&self, index: usize) -> Block<'m, 'a> {
+impl<'a> Base<'_, 'a> {
+    fn block(&self, index: usize) -> Block<'_, 'a> {
         let config = self.model.config();
         Block {
             layer: &self.model.layers()[index],
             config,
             attention: &config.layers[index],
+            transposed: &self.transposed[index],
             isa: self.isa,
+        }
+    }
+
+    /// The output head.
+    fn head(&self) -> Frozen<'_, 'a> {
+        Frozen {
+            weights: self.model.output(),
+            transposed: self.head_transposed.as_ref(),
         }
     }
 
@@ -115,20 +133,50 @@ impl<'m, 'a> Trainee<'m, 'a> {
         norm::rms_norm_into(x, self.model.output_norm(), self.model.config().eps, &mut h)?;
         Ok(h)
     }
+}
+
+impl<'m, 'a> Trainee<'m, 'a> {
+    /// Trains on `model`, computing with `isa`. With [`InputGradients::Int8`], transposes the quantized weights
+    /// first (seconds, and memory about the size of the model in Q8_0).
+    pub fn new(model: &'m Model<'a>, isa: Isa, input_gradients: InputGradients) -> Result<Self, TrainError> {
+        let base = match input_gradients {
+            InputGradients::Int8 => Base {
+                model,
+                isa,
+                transposed: model.layers().iter().map(transposes).collect::<Result<_, _>>()?,
+                head_transposed: Transposed::of(model.output())?,
+            },
+            InputGradients::Float => Base {
+                model,
+                isa,
+                transposed: model.layers().iter().map(|_| Default::default()).collect(),
+                head_transposed: None,
+            },
+        };
+        Ok(Trainee {
+            base,
+            scratch: MatmulScratch::default(),
+        })
+    }
+
+    /// The frozen model.
+    pub fn model(&self) -> &'m Model<'a> {
+        self.base.model
+    }
 
     /// The mean loss of `example` with `adapter` applied, without gradients.
     pub fn loss(&mut self, adapter: &LoraAdapter, example: &Example) -> Result<Loss, TrainError> {
-        let mut x = self.embed(&example.inputs)?;
-        for index in 0..self.model.layers().len() {
-            let block = self.block(index);
+        let mut x = self.base.embed(&example.inputs)?;
+        for index in 0..self.base.model.layers().len() {
+            let block = self.base.block(index);
             x = block
                 .forward(&adapter.layers[index], adapter.alpha, &x, false, &mut self.scratch)?
                 .0;
         }
-        let h = self.head_input(&x)?;
+        let h = self.base.head_input(&x)?;
         Ok(cross_entropy(
-            self.isa,
-            self.model.output(),
+            self.base.isa,
+            self.base.head(),
             &h,
             &example.targets,
             None,
@@ -147,13 +195,13 @@ impl<'m, 'a> Trainee<'m, 'a> {
         memory: Memory,
         grads: &mut LoraAdapter,
     ) -> Result<Loss, TrainError> {
-        let n_blocks = self.model.layers().len();
+        let n_blocks = self.base.model.layers().len();
         let alpha = adapter.alpha;
         // Inputs of every block, and (without checkpointing) what each block's backward needs.
-        let mut inputs = vec![self.embed(&example.inputs)?];
+        let mut inputs = vec![self.base.embed(&example.inputs)?];
         let mut saved: Vec<Saved> = Vec::new();
         for index in 0..n_blocks {
-            let block = self.block(index);
+            let block = self.base.block(index);
             let keep = memory == Memory::KeepAll;
             let (y, activations) =
                 block.forward(&adapter.layers[index], alpha, &inputs[index], keep, &mut self.scratch)?;
@@ -161,11 +209,11 @@ impl<'m, 'a> Trainee<'m, 'a> {
             inputs.push(y);
         }
         let last = inputs.pop().expect("the embedding is always there");
-        let h = self.head_input(&last)?;
+        let h = self.base.head_input(&last)?;
         let mut dh = vec![0.0; h.len()];
         let loss = cross_entropy(
-            self.isa,
-            self.model.output(),
+            self.base.isa,
+            self.base.head(),
             &h,
             &example.targets,
             Some(&mut dh),
@@ -173,10 +221,16 @@ impl<'m, 'a> Trainee<'m, 'a> {
         )?;
         act::scale(&mut dh, weight);
         let mut dx = vec![0.0; last.len()];
-        rms_norm_backward(&last, self.model.output_norm(), self.model.config().eps, &dh, &mut dx)?;
+        rms_norm_backward(
+            &last,
+            self.base.model.output_norm(),
+            self.base.model.config().eps,
+            &dh,
+            &mut dx,
+        )?;
         drop((last, h, dh));
         for index in (0..n_blocks).rev() {
-            let block = self.block(index);
+            let block = self.base.block(index);
             let x = inputs.pop().expect("one input per block");
             let activations = match saved.pop() {
                 Some(activations) => activations,
@@ -192,6 +246,7 @@ impl<'m, 'a> Trainee<'m, 'a> {
                 &activations,
                 &dx,
                 &mut grads.layers[index],
+                &mut self.scratch,
             )?;
         }
         Ok(loss)

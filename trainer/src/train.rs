@@ -9,7 +9,7 @@ use crate::TrainError;
 use crate::adapter::fresh_adapter;
 use crate::optim::{AdamW, Schedule, clip_gradients};
 use crate::rng::Rng;
-use crate::step::{Example, Memory, Trainee};
+use crate::step::{Example, InputGradients, Memory, Trainee};
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +38,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Gradient checkpointing or not.
     pub memory: Memory,
+    /// The arithmetic of gradients through the frozen weights.
+    pub input_gradients: InputGradients,
 }
 
 impl TrainOptions {
@@ -124,7 +126,12 @@ fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
 
 impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
     /// A fresh run: a new adapter (initialised from the seed) and optimizer.
-    pub fn new(model: &'m Model<'a>, isa: Isa, examples: &'e [Example], options: TrainOptions) -> Self {
+    pub fn new(
+        model: &'m Model<'a>,
+        isa: Isa,
+        examples: &'e [Example],
+        options: TrainOptions,
+    ) -> Result<Self, TrainError> {
         let adapter = fresh_adapter(
             model,
             options.rank,
@@ -145,10 +152,10 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
         adapter: LoraAdapter,
         optimizer: AdamW,
         progress: RunState,
-    ) -> Self {
+    ) -> Result<Self, TrainError> {
         let grads = adapter.zeros_like();
-        Run {
-            trainee: Trainee::new(model, isa),
+        Ok(Run {
+            trainee: Trainee::new(model, isa, options.input_gradients)?,
             examples,
             options,
             adapter,
@@ -157,7 +164,7 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
             grads,
             order: (u64::MAX, Vec::new()),
             skipped_in_a_row: 0,
-        }
+        })
     }
 
     /// The options it runs with.

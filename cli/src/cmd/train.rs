@@ -10,7 +10,7 @@ use hearth_runtime::ModelFile;
 use hearth_runtime::model::{Model, Projection};
 use hearth_runtime::template::ChatTemplate;
 use hearth_runtime::tokenizer::Tokenizer;
-use hearth_trainer::step::Memory;
+use hearth_trainer::step::{InputGradients, Memory};
 use hearth_trainer::train::{Run, TrainOptions};
 use hearth_trainer::{checkpoint, data};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// Keep every block's activations instead of recomputing them in the backward pass (faster, far more memory).
     #[arg(long)]
     no_grad_checkpointing: bool,
+    /// Sum gradients through the frozen weights in f32 instead of as int8 products of their transposes requantized
+    /// to 8 bits (slower, but no rounding of the gradients and no transposed copy of the weights in memory).
+    #[arg(long)]
+    float_input_gradients: bool,
     #[command(flatten)]
     threads: ThreadsArg,
 }
@@ -293,6 +297,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         } else {
             Memory::Checkpointed
         },
+        input_gradients: if args.float_input_gradients {
+            InputGradients::Float
+        } else {
+            InputGradients::Int8
+        },
     };
     let targets: Vec<&str> = args.targets.iter().map(|t| t.name()).collect();
     // What a checkpoint must share with the run that resumes it.
@@ -315,15 +324,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         fim,
     );
     let isa = Isa::selected();
+    if !args.float_input_gradients {
+        eprintln!("transposing the model's weights for the backward pass…");
+    }
     let mut run = if args.resume {
         let (adapter, optimizer, state) = checkpoint::load(&checkpoint_path, &model, &fingerprint, 0.0)
             .with_context(|| format!("resuming from {}", checkpoint_path.display()))?;
         eprintln!("resuming at step {} ({:.2} epochs done)", state.step, {
             state.cursor as f64 / dataset.train.len() as f64
         });
-        Run::resume(&model, isa, &dataset.train, options, adapter, optimizer, state)
+        Run::resume(&model, isa, &dataset.train, options, adapter, optimizer, state)?
     } else {
-        Run::new(&model, isa, &dataset.train, options)
+        Run::new(&model, isa, &dataset.train, options)?
     };
     eprintln!(
         "training {} adapter values (rank {}, alpha {}, on {}) on {}{}",

@@ -2,10 +2,10 @@
 //! `n_tokens × vocab` logits never exist: for each chunk, logits (the kernel's matmul), their log-sum-exp and loss,
 //! their gradient `softmax − onehot` in place, and its product with the head into the hidden states' gradient.
 
-use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::ops::matmul::{MatmulScratch, matmul};
 use hearth_kernel::simd::Isa;
 
-use super::linear::frozen_linear_backward;
+use super::linear::{Frozen, frozen_linear_backward};
 use super::{OpError, expect_len};
 
 /// Tokens whose logits exist at once: `CHUNK × vocab` floats (39 MB with Qwen2.5's 151,936-token vocabulary). The
@@ -28,13 +28,13 @@ pub struct Loss {
 /// gradient.
 pub fn cross_entropy(
     isa: Isa,
-    head: &Weights<'_>,
+    head: Frozen<'_, '_>,
     h: &[f32],
     targets: &[Option<u32>],
     mut dh: Option<&mut [f32]>,
     scratch: &mut MatmulScratch,
 ) -> Result<Loss, OpError> {
-    let (n_embd, vocab) = (head.n_in, head.n_out);
+    let (n_embd, vocab) = (head.weights.n_in, head.weights.n_out);
     expect_len("hidden states", h.len(), targets.len() * n_embd)?;
     if let Some(dh) = dh.as_deref_mut() {
         expect_len("hidden-state gradient", dh.len(), h.len())?;
@@ -45,7 +45,7 @@ pub fn cross_entropy(
     let mut total = 0.0f64;
     for (chunk, (h, targets)) in h.chunks(CHUNK * n_embd).zip(targets.chunks(CHUNK)).enumerate() {
         let logits = &mut logits[..targets.len() * vocab];
-        matmul(isa, head, h, logits, scratch)?;
+        matmul(isa, head.weights, h, logits, scratch)?;
         for (row, target) in logits.chunks_exact_mut(vocab).zip(targets) {
             let Some(target) = target.map(|t| t as usize).filter(|&t| t < vocab) else {
                 if let Some(t) = target {
@@ -72,7 +72,7 @@ pub fn cross_entropy(
             }
         }
         if let Some(dh) = dh.as_deref_mut() {
-            frozen_linear_backward(isa, head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()])?;
+            frozen_linear_backward(isa, head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()], scratch)?;
         }
     }
     Ok(Loss {
@@ -86,6 +86,7 @@ mod tests {
     use super::*;
     use crate::ops::check::{Quantized, Rng, assert_gradient};
     use hearth_kernel::GgmlType;
+    use hearth_kernel::ops::matmul::Weights;
 
     #[test]
     fn matches_finite_differences_across_chunks_and_skips_untargeted_tokens() {
@@ -101,7 +102,11 @@ mod tests {
             .collect();
         let mut dh = vec![0.0; h.len()];
         let mut scratch = MatmulScratch::default();
-        let loss = cross_entropy(Isa::Scalar, &head, &h, &targets, Some(&mut dh), &mut scratch).unwrap();
+        let frozen = Frozen {
+            weights: &head,
+            transposed: None,
+        };
+        let loss = cross_entropy(Isa::Scalar, frozen, &h, &targets, Some(&mut dh), &mut scratch).unwrap();
         let counted = n_tokens - n_tokens.div_ceil(5);
         assert_eq!(loss.tokens, counted);
         // The mean over tokens, recomputed from all logits at once.
@@ -117,7 +122,7 @@ mod tests {
         assert!((loss.mean - expected).abs() < 1e-5, "{} vs {expected}", loss.mean);
         assert!(dh.chunks(n_embd).step_by(5).all(|row| row.iter().all(|&g| g == 0.0)));
         assert_gradient("cross-entropy dh", &h, &dh, 1e-2, 2e-3, |h| {
-            cross_entropy(Isa::Scalar, &head, h, &targets, None, &mut MatmulScratch::default())
+            cross_entropy(Isa::Scalar, frozen, h, &targets, None, &mut MatmulScratch::default())
                 .unwrap()
                 .mean
         });
