@@ -210,7 +210,7 @@ fn training_on_the_first_part_of_a_file_lowers_the_loss_on_its_last_part() {
         }
         let after = held_out_loss(&mut trainee, &adapter);
         eprintln!("held-out loss {before:.4} → {after:.4}");
-        // Measured: 3.276 → 3.008 nats per token (→ 3.005 with float input gradients).
+        // Measured: 3.276 → 3.012 nats per token (→ 3.002 with float input gradients).
         assert!(after < before - 0.1, "held-out loss {before:.4} → {after:.4}");
     });
 }

@@ -127,33 +127,41 @@ pub fn frozen_linear_backward(
             // Each token's gradient scaled by a power of two (exact both ways) to bring its largest magnitude to
             // [2^14, 2^15): gradients are small (a mean over tokens; a softmax's tail), and the Q8_0 blocks they are
             // rounded to keep their scales in f16, whose range would flush them to zero.
-            let mut scaled = d_out.to_vec();
-            let scales: Vec<f32> = scaled.chunks_exact_mut(n_out).map(scale_to_f16_range).collect();
+            let mut scaled = vec![0.0f32; d_out.len()];
+            let scales: Vec<f32> = scaled
+                .par_chunks_mut(n_out)
+                .zip(d_out.par_chunks(n_out))
+                .map(|(scaled, d_out)| scale_to_f16_range(d_out, scaled))
+                .collect();
             let mut product = vec![0.0f32; dx.len()];
             matmul(isa, &transposed.weights(), &scaled, &mut product, scratch)?;
-            for ((dx, product), scale) in dx.chunks_exact_mut(n_in).zip(product.chunks_exact(n_in)).zip(scales) {
-                let unscale = scale.recip();
-                for (d, &p) in dx.iter_mut().zip(product) {
-                    *d += p * unscale;
-                }
-            }
+            dx.par_chunks_mut(n_in)
+                .zip(product.par_chunks(n_in))
+                .zip(scales)
+                .for_each(|((dx, product), scale)| {
+                    let unscale = scale.recip();
+                    for (d, &p) in dx.iter_mut().zip(product) {
+                        *d += p * unscale;
+                    }
+                });
             Ok(())
         }
         None => float_backward(isa, w.weights, d_out, dx),
     }
 }
 
-/// Scales `row` by the power of two that brings its largest magnitude to `[2^14, 2^15)`, returning it (1 for a row
-/// of zeros; rows of non-finite values are left to the caller's guard).
-fn scale_to_f16_range(row: &mut [f32]) -> f32 {
+/// `row` times the power of two that brings its largest magnitude to `[2^14, 2^15)`, into `out`; returns the power
+/// (1 for a row of zeros; rows of non-finite values are left to the caller's guard).
+fn scale_to_f16_range(row: &[f32], out: &mut [f32]) -> f32 {
     let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-    if max == 0.0 || !max.is_finite() {
-        return 1.0;
-    }
-    // Between 2^-100 and 2^100, the scale and its reciprocal are normal floats.
-    let scale = 2f32.powi((14 - max.log2().floor() as i32).clamp(-100, 100));
-    for v in row.iter_mut() {
-        *v *= scale;
+    let scale = if max == 0.0 || !max.is_finite() {
+        1.0
+    } else {
+        // Between 2^-100 and 2^100, the scale and its reciprocal are normal floats.
+        2f32.powi((14 - max.log2().floor() as i32).clamp(-100, 100))
+    };
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = v * scale;
     }
     scale
 }

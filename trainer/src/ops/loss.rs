@@ -2,8 +2,10 @@
 //! `n_tokens × vocab` logits never exist: for each chunk, logits (the kernel's matmul), their log-sum-exp and loss,
 //! their gradient `softmax − onehot` in place, and its product with the head into the hidden states' gradient.
 
+use hearth_kernel::ops::act;
 use hearth_kernel::ops::matmul::{MatmulScratch, matmul};
 use hearth_kernel::simd::Isa;
+use rayon::prelude::*;
 
 use super::linear::{Frozen, frozen_linear_backward};
 use super::{OpError, expect_len};
@@ -40,37 +42,43 @@ pub fn cross_entropy(
         expect_len("hidden-state gradient", dh.len(), h.len())?;
         dh.fill(0.0);
     }
+    if let Some(&t) = targets.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(OpError::Shape {
+            what: "target token (the vocabulary size)",
+            expected: vocab,
+            got: t as usize,
+        });
+    }
     let counted = targets.iter().flatten().count();
+    // d(mean)/d(logit) = (softmax − onehot) / counted.
+    let weight = 1.0 / counted.max(1) as f32;
+    let gradient = dh.is_some();
     let mut logits = vec![0.0f32; CHUNK.min(targets.len()) * vocab];
     let mut total = 0.0f64;
     for (chunk, (h, targets)) in h.chunks(CHUNK * n_embd).zip(targets.chunks(CHUNK)).enumerate() {
         let logits = &mut logits[..targets.len() * vocab];
         matmul(isa, head.weights, h, logits, scratch)?;
-        for (row, target) in logits.chunks_exact_mut(vocab).zip(targets) {
-            let Some(target) = target.map(|t| t as usize).filter(|&t| t < vocab) else {
-                if let Some(t) = target {
-                    return Err(OpError::Shape {
-                        what: "target token (the vocabulary size)",
-                        expected: vocab,
-                        got: *t as usize,
-                    });
+        // Each token's negative log-likelihood, its row turned into its gradient; summed in token order.
+        let losses: Vec<f64> = logits
+            .par_chunks_mut(vocab)
+            .zip(targets)
+            .map(|(row, &target)| {
+                let Some(target) = target.map(|t| t as usize) else {
+                    row.fill(0.0);
+                    return 0.0;
+                };
+                let target_logit = row[target];
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+                // The row becomes `exp(logit − max)`.
+                let sum = isa.exp_sum(row, max);
+                if gradient {
+                    act::scale(row, (f64::from(weight) / sum) as f32);
+                    row[target] -= weight;
                 }
-                row.fill(0.0);
-                continue;
-            };
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
-            let sum: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
-            let log_sum = f64::from(max) + sum.ln();
-            total += log_sum - f64::from(row[target]);
-            if dh.is_some() {
-                // d(mean)/d(logit) = (softmax − onehot) / counted.
-                let weight = 1.0 / counted as f64;
-                for l in row.iter_mut() {
-                    *l = ((f64::from(*l) - log_sum).exp() * weight) as f32;
-                }
-                row[target] -= weight as f32;
-            }
-        }
+                f64::from(max) + sum.ln() - f64::from(target_logit)
+            })
+            .collect();
+        total += losses.iter().sum::<f64>();
         if let Some(dh) = dh.as_deref_mut() {
             frozen_linear_backward(isa, head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()], scratch)?;
         }
