@@ -6,7 +6,7 @@
 //! - quantized weights are transposed and requantized to Q8_0 once, before training ([`Transposed`]); the gradient is
 //!   then the kernel's int8 matmul of `Wᵀ` with the output gradient, itself rounded to 8 bits per 32 values like any
 //!   activation the forward multiplies. This is the forward's own arithmetic run backwards (int8 products, f32 sums):
-//!   on AVX-512 VNNI, 2.4 times the float way's rate at Qwen2.5-Coder's shapes (`benches/benches/training.rs`);
+//!   on AVX-512 VNNI, 2.3–2.4 times the float way's rate at Qwen2.5-Coder's shapes (`benches/benches/training.rs`);
 //! - float weights (and shapes Q8_0 cannot hold: `n_out` not a multiple of 32) are summed in f32 over `W`'s rows
 //!   dequantized a tile at a time, never the whole matrix.
 
