@@ -58,7 +58,7 @@ fn input_gradient(c: &mut Criterion) {
         let mut bytes = vec![0u8; GgmlType::Q4_K.bytes_for((n_out * n_in) as u64).unwrap() as usize];
         hearth_kernel::quant::quantize(GgmlType::Q4_K, &values(n_out * n_in, 4), &mut bytes).unwrap();
         let weights = Weights::new(GgmlType::Q4_K, n_in, n_out, &bytes).unwrap();
-        let transposed = Transposed::of(&weights).unwrap();
+        let transposed = Transposed::of(&weights, isa).unwrap();
         let d_out = values(TOKENS * n_out, 5);
         let mut dx = vec![0.0; TOKENS * n_in];
         let mut scratch = MatmulScratch::default();

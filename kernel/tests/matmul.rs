@@ -157,6 +157,34 @@ fn a_token_alone_on_grouped_weights_gets_its_batched_bits() {
     }
 }
 
+/// Weights given only as groups multiply as the same weights with their rows do (enough tokens that those are grouped
+/// too: the same bits), on an ISA that reads groups; other ISAs refuse them rather than read rows that are not there.
+#[test]
+fn grouped_only_weights_multiply_where_groups_are_read_and_are_refused_elsewhere() {
+    let (n_in, n_out, n_tokens) = (256, 40, 20);
+    let mut bytes = vec![0u8; GgmlType::Q8_0.bytes_for((n_in * n_out) as u64).unwrap() as usize];
+    quant::quantize(GgmlType::Q8_0, &signal(7, n_in * n_out), &mut bytes).unwrap();
+    let w = Weights::new(GgmlType::Q8_0, n_in, n_out, &bytes).unwrap();
+    let groups = grouped(GgmlType::Q8_0, n_in, n_out, &bytes);
+    let only = Weights::grouped_only(GgmlType::Q8_0, n_in, n_out, bytemuck::cast_slice(&groups)).unwrap();
+    let x = signal(8, n_tokens * n_in);
+    let mut scratch = MatmulScratch::default();
+    for isa in Isa::available() {
+        let mut out = vec![0f32; n_tokens * n_out];
+        let result = matmul(isa, &only, &x, &mut out, &mut scratch);
+        if isa.reads_grouped_weights() {
+            result.unwrap();
+            let mut expected = vec![0f32; n_tokens * n_out];
+            matmul(isa, &w, &x, &mut expected, &mut scratch).unwrap();
+            assert_eq!(out, expected, "{isa}");
+        } else {
+            let error = result.unwrap_err().to_string();
+            assert!(error.contains("grouped only"), "{isa}: {error}");
+        }
+    }
+    assert!(only.dequantize_row(0, &mut vec![0.0; n_in]).is_err());
+}
+
 #[test]
 fn grouped_weights_of_the_wrong_size_or_type_are_errors() {
     let bytes = vec![0u8; 144 * 2];

@@ -67,11 +67,12 @@ pub struct Block<'l, 'a> {
     pub isa: Isa,
 }
 
-/// The transposes of `layer`'s projections that their input gradients read ([`Transposed::of`]), by [`Projection`].
-pub fn transposes(layer: &Layer<'_>) -> Result<[Option<Transposed>; 7], OpError> {
+/// The transposes of `layer`'s projections that their input gradients read on `isa` ([`Transposed::of`]), by
+/// [`Projection`].
+pub fn transposes(layer: &Layer<'_>, isa: Isa) -> Result<[Option<Transposed>; 7], OpError> {
     let mut out: [Option<Transposed>; 7] = Default::default();
     for projection in Projection::ALL {
-        out[projection as usize] = Transposed::of(projection.weights(layer))?;
+        out[projection as usize] = Transposed::of(projection.weights(layer), isa)?;
     }
     Ok(out)
 }
@@ -444,7 +445,7 @@ mod tests {
             lora.b = rng.vec(lora.b.len(), 0.3);
             Some(lora)
         }));
-        let transposed = transposes(&layer).unwrap();
+        let transposed = transposes(&layer, Isa::best()).unwrap();
         let block = Block {
             layer: &layer,
             config: &config,

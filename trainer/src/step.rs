@@ -143,8 +143,12 @@ impl<'m, 'a> Trainee<'m, 'a> {
             InputGradients::Int8 => Base {
                 model,
                 isa,
-                transposed: model.layers().iter().map(transposes).collect::<Result<_, _>>()?,
-                head_transposed: Transposed::of(model.output())?,
+                transposed: model
+                    .layers()
+                    .iter()
+                    .map(|l| transposes(l, isa))
+                    .collect::<Result<_, _>>()?,
+                head_transposed: Transposed::of(model.output(), isa)?,
             },
             InputGradients::Float => Base {
                 model,

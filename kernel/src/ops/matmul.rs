@@ -124,6 +124,21 @@ impl<'a> Weights<'a> {
         })
     }
 
+    /// A matrix given only grouped sixteen rows at a time (as [`grouped::group_rows`] writes them), without its rows:
+    /// for a caller that made the groups itself and multiplies them only on an ISA that
+    /// [reads grouped weights](Isa::reads_grouped_weights). Other ISAs' matmuls refuse it, and its rows do not
+    /// dequantize.
+    pub fn grouped_only(dtype: GgmlType, n_in: usize, n_out: usize, grouped: &'a [u8]) -> Result<Self, OpError> {
+        let rowless = Self {
+            dtype,
+            n_in,
+            n_out,
+            bytes: &[],
+            grouped: None,
+        };
+        rowless.with_grouped(grouped)
+    }
+
     /// Bytes per row.
     pub fn row_bytes(&self) -> usize {
         self.bytes.len() / self.n_out.max(1)
@@ -218,6 +233,14 @@ pub fn matmul(
     expect_len("output", out.len(), n_tokens * w.n_out)?;
     if n_tokens == 0 {
         return Ok(());
+    }
+    if w.bytes.is_empty() && w.n_in * w.n_out > 0 && !(w.grouped.is_some() && isa.reads_grouped_weights()) {
+        // Grouped-only weights (`Weights::grouped_only`) on an ISA that reads rows.
+        return Err(QuantError::Unsupported {
+            op: "weights grouped only, on an ISA that reads rows",
+            dtype: w.dtype,
+        }
+        .into());
     }
     // With AVX-512, Q4_K, Q6_K, Q4_1 and Q8_0 take the grouped kernels when the rows come grouped or there are
     // enough tokens to group them here; otherwise every type has one path.
@@ -393,7 +416,11 @@ fn grouped_rows<W: GroupDots<Act: Activation + Sync>>(
         Some(bytes) => Some(bytemuck::try_cast_slice(bytes).map_err(|_| QuantError::Misaligned(w.dtype))?),
         None => None,
     };
-    let blocks: &[W] = quant::cast_blocks(w.bytes)?;
+    // The rows, read only when there are no groups (grouped-only weights have none).
+    let blocks: &[W] = match stored {
+        Some(_) => &[],
+        None => quant::cast_blocks(w.bytes)?,
+    };
     let acts = quantize_activations::<W::Act>(w.n_in, x, scratch)?;
     let n_tokens = x.len() / w.n_in;
     let per_row = w.n_in / W::LEN;

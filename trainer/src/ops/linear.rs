@@ -10,8 +10,10 @@
 //! - float weights (and shapes Q8_0 cannot hold: `n_out` not a multiple of 32) are summed in f32 over `W`'s rows
 //!   dequantized a tile at a time, never the whole matrix.
 
+use bytemuck::Zeroable;
 use hearth_kernel::GgmlType;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::quant::grouped::{self, GroupQ8_0};
 use hearth_kernel::quant::{self, BlockQ8_0, QuantBlock};
 use hearth_kernel::simd::Isa;
 use rayon::prelude::*;
@@ -47,13 +49,21 @@ pub struct Transposed {
     n_in: usize,
     /// `W`'s rows: `Wᵀ`'s row length.
     n_out: usize,
-    bytes: Vec<u8>,
+    layout: Layout,
+}
+
+/// How a [`Transposed`] keeps its rows: as the ISA it was made for reads them, and only so.
+#[derive(Debug)]
+enum Layout {
+    Rows(Vec<u8>),
+    /// Sixteen rows at a time, for the AVX-512 kernels (which would otherwise group them on every call).
+    Grouped(Vec<GroupQ8_0>),
 }
 
 impl Transposed {
-    /// `w` transposed and requantized, or `None` when its gradient is summed in float instead: float weights (no
-    /// rounding to add to them) and `n_out` not a whole number of Q8_0 blocks.
-    pub fn of(w: &Weights<'_>) -> Result<Option<Self>, OpError> {
+    /// `w` transposed and requantized for matmuls on `isa`, or `None` when its gradient is summed in float instead:
+    /// float weights (no rounding to add to them) and `n_out` not a whole number of Q8_0 blocks.
+    pub fn of(w: &Weights<'_>, isa: Isa) -> Result<Option<Self>, OpError> {
         let (n_in, n_out) = (w.n_in, w.n_out);
         let float = matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
         if float || n_in == 0 || !n_out.is_multiple_of(BlockQ8_0::LEN) {
@@ -86,12 +96,25 @@ impl Transposed {
                     },
                 )?;
         }
-        Ok(Some(Transposed { n_in, n_out, bytes }))
+        let layout = if isa.reads_grouped_weights() {
+            let len = grouped::grouped_len(GgmlType::Q8_0, n_out, n_in).expect("whole Q8_0 blocks");
+            let mut groups = vec![GroupQ8_0::zeroed(); len / size_of::<GroupQ8_0>()];
+            grouped::group_rows(GgmlType::Q8_0, n_out, &bytes, bytemuck::cast_slice_mut(&mut groups))?;
+            Layout::Grouped(groups)
+        } else {
+            Layout::Rows(bytes)
+        };
+        Ok(Some(Transposed { n_in, n_out, layout }))
     }
 
     /// `Wᵀ` as the kernel's weights: `[n_in rows of n_out]`.
     fn weights(&self) -> Weights<'_> {
-        Weights::new(GgmlType::Q8_0, self.n_out, self.n_in, &self.bytes).expect("sized by `of`")
+        let (dtype, n_in, n_out) = (GgmlType::Q8_0, self.n_out, self.n_in);
+        match &self.layout {
+            Layout::Rows(bytes) => Weights::new(dtype, n_in, n_out, bytes),
+            Layout::Grouped(groups) => Weights::grouped_only(dtype, n_in, n_out, bytemuck::cast_slice(groups)),
+        }
+        .expect("sized by `of`")
     }
 }
 
@@ -207,7 +230,7 @@ mod tests {
         let weights = Quantized::new(GgmlType::F32, &values);
         let w = Weights::new(GgmlType::F32, n_in, n_out, weights.bytes()).unwrap();
         assert!(
-            Transposed::of(&w).unwrap().is_none(),
+            Transposed::of(&w, Isa::selected()).unwrap().is_none(),
             "float weights are summed in float"
         );
         let x = rng.vec(n_tokens * n_in, 1.0);
@@ -251,7 +274,11 @@ mod tests {
         let values = rng.vec(n_out * n_in, 0.5);
         let weights = Quantized::new(dtype, &values);
         let w = Weights::new(dtype, n_in, n_out, weights.bytes()).unwrap();
-        let transposed = int8.then(|| Transposed::of(&w).unwrap().expect("a quantized matrix"));
+        let transposed = int8.then(|| {
+            Transposed::of(&w, Isa::selected())
+                .unwrap()
+                .expect("a quantized matrix")
+        });
         let mut dequantized = vec![0.0; values.len()];
         hearth_kernel::quant::dequantize(dtype, weights.bytes(), &mut dequantized).unwrap();
         // `Wᵀ`'s values and their rounding bounds, row `i` holding column `i`.
