@@ -61,16 +61,18 @@ pub struct Block<'l, 'a> {
     pub config: &'l Config,
     /// Its attention settings.
     pub attention: &'l LayerAttention,
-    /// Its projections' transposes, by [`Projection`] ([`transposes`]).
-    pub transposed: &'l [Option<Transposed>; 7],
+    /// Its projections' transposes ([`transposes`]).
+    pub transposed: &'l LayerTransposes,
     /// The kernels it runs on.
     pub isa: Isa,
 }
 
-/// The transposes of `layer`'s projections that their input gradients read on `isa` ([`Transposed::of`]), by
-/// [`Projection`].
-pub fn transposes(layer: &Layer<'_>, isa: Isa) -> Result<[Option<Transposed>; 7], OpError> {
-    let mut out: [Option<Transposed>; 7] = Default::default();
+/// A block's projections' transposes, by [`Projection`] (`None` where the gradient is summed in float).
+pub type LayerTransposes = [Option<Transposed>; Projection::ALL.len()];
+
+/// The transposes of `layer`'s projections that their input gradients read on `isa` ([`Transposed::of`]).
+pub fn transposes(layer: &Layer<'_>, isa: Isa) -> Result<LayerTransposes, OpError> {
+    let mut out = LayerTransposes::default();
     for projection in Projection::ALL {
         out[projection as usize] = Transposed::of(projection.weights(layer), isa)?;
     }

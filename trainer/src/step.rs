@@ -15,7 +15,7 @@ use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::{Arch, Model};
 
 use crate::TrainError;
-use crate::block::{Block, Saved, transposes};
+use crate::block::{Block, LayerTransposes, Saved, transposes};
 use crate::ops::linear::{Frozen, Transposed};
 use crate::ops::loss::{Loss, cross_entropy};
 use crate::ops::norm::rms_norm_backward;
@@ -80,8 +80,8 @@ pub struct Trainee<'m, 'a> {
 struct Base<'m, 'a> {
     model: &'m Model<'a>,
     isa: Isa,
-    /// Each block's projections' transposes, by [`Projection`](hearth_runtime::model::Projection).
-    transposed: Vec<[Option<Transposed>; 7]>,
+    /// Each block's projections' transposes.
+    transposed: Vec<LayerTransposes>,
     /// The output head's.
     head_transposed: Option<Transposed>,
 }
@@ -139,23 +139,22 @@ impl<'m, 'a> Trainee<'m, 'a> {
     /// Trains on `model`, computing with `isa`. With [`InputGradients::Int8`], transposes the quantized weights
     /// first (seconds, and memory about the size of the model in Q8_0).
     pub fn new(model: &'m Model<'a>, isa: Isa, input_gradients: InputGradients) -> Result<Self, TrainError> {
-        let base = match input_gradients {
-            InputGradients::Int8 => Base {
-                model,
-                isa,
-                transposed: model
+        let (transposed, head_transposed) = match input_gradients {
+            InputGradients::Int8 => (
+                model
                     .layers()
                     .iter()
-                    .map(|l| transposes(l, isa))
+                    .map(|layer| transposes(layer, isa))
                     .collect::<Result<_, _>>()?,
-                head_transposed: Transposed::of(model.output(), isa)?,
-            },
-            InputGradients::Float => Base {
-                model,
-                isa,
-                transposed: model.layers().iter().map(|_| Default::default()).collect(),
-                head_transposed: None,
-            },
+                Transposed::of(model.output(), isa)?,
+            ),
+            InputGradients::Float => (model.layers().iter().map(|_| Default::default()).collect(), None),
+        };
+        let base = Base {
+            model,
+            isa,
+            transposed,
+            head_transposed,
         };
         Ok(Trainee {
             base,
