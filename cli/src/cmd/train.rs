@@ -524,8 +524,8 @@ fn loss_curve_svg(losses: &[f32]) -> String {
 
 /// Makes glibc's allocator keep the memory a training step frees for the next step rather than hand it back to the
 /// system: by default a buffer of a few MB or more is a fresh mapping, zeroed page by page on first touch, every
-/// step. (Without gradient checkpointing a Qwen2.5-Coder-1.5B step allocates 3.6 GB of activations: 34.5 → 41.0
-/// tokens/s with this, a sixth of the time having gone to page faults; with checkpointing no change.)
+/// step. (Without gradient checkpointing a Qwen2.5-Coder-1.5B step allocates 3.6 GB of activations: 34.5 → 38.6–39.2
+/// tokens/s with this, the kernel's page clearing having taken a sixth of the time; with checkpointing no change.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // Allocations up to 32 MiB (glibc's largest threshold) from the heap.
