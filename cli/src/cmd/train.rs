@@ -325,7 +325,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     );
     let isa = Isa::selected();
     keep_freed_memory();
-    if !args.float_input_gradients {
+    if options.input_gradients == InputGradients::Int8 {
         eprintln!("transposing the model's weights for the backward pass…");
     }
     let mut run = if args.resume {
