@@ -96,6 +96,20 @@ impl ModelFile {
         Ok(file)
     }
 
+    /// Drops the file's pages from this process's resident memory, for a caller that has read what it needs from
+    /// the rows (the trainer, once it has its transposed copies and runs its forward on the grouped cache): a page
+    /// read again later is mapped back from the page cache. The grouped cache's pages are kept.
+    #[cfg(unix)]
+    pub fn release_resident_pages(&self) -> std::io::Result<()> {
+        // SAFETY: `MADV_DONTNEED` discards a private mapping's written pages; this mapping is read-only and never
+        // written, so every page reads back as the file's bytes and views into it stay valid.
+        unsafe {
+            self.mapped
+                .borrow_owner()
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        }
+    }
+
     /// The grouped matrices, when the file was opened to run with an ISA that reads them.
     pub fn grouped(&self) -> Option<&GroupedWeights> {
         self.grouped.as_ref()
