@@ -81,14 +81,24 @@ pub fn save(
     adapter.save_with(path, arch, &metadata, &tensors)
 }
 
-/// Reads a checkpoint for `model` made by a run with `fingerprint`, giving the adapter, the optimizer (with
-/// `weight_decay`) and the run's state.
+/// What a run continues from: what a checkpoint holds.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The adapter as trained so far.
+    pub adapter: LoraAdapter,
+    /// The optimizer's moments and step count.
+    pub optimizer: AdamW,
+    /// The run's progress.
+    pub state: RunState,
+}
+
+/// Reads a checkpoint for `model` made by a run with `fingerprint` (its optimizer with `weight_decay`).
 pub fn load(
     path: &Path,
     model: &Model<'_>,
     fingerprint: &str,
     weight_decay: f32,
-) -> Result<(LoraAdapter, AdamW, RunState), CheckpointError> {
+) -> Result<Checkpoint, CheckpointError> {
     let file = ModelFile::open(path)?;
     let gguf = file.gguf();
     let saved = gguf.get(FINGERPRINT).and_then(|v| v.as_str()).unwrap_or("(none)");
@@ -134,5 +144,9 @@ pub fn load(
         skipped: number(SKIPPED)?,
         losses: floats(LOSS_TENSOR, number(LOSSES)? as usize)?,
     };
-    Ok((adapter, optimizer, state))
+    Ok(Checkpoint {
+        adapter,
+        optimizer,
+        state,
+    })
 }

@@ -11,8 +11,10 @@
 use hearth_kernel::ops::matmul::MatmulScratch;
 use hearth_kernel::ops::{act, norm};
 use hearth_kernel::simd::Isa;
+use hearth_runtime::Progress;
 use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::{Arch, Model};
+use hearth_runtime::progress::Unit;
 
 use crate::TrainError;
 use crate::block::{Block, LayerTransposes, Saved, transposes};
@@ -137,17 +139,30 @@ impl<'a> Base<'_, 'a> {
 
 impl<'m, 'a> Trainee<'m, 'a> {
     /// Trains on `model`, computing with `isa`. With [`InputGradients::Int8`], transposes the quantized weights
-    /// first (seconds, and memory about the size of the model in Q8_0).
-    pub fn new(model: &'m Model<'a>, isa: Isa, input_gradients: InputGradients) -> Result<Self, TrainError> {
+    /// first (seconds, and memory about the size of the model in Q8_0), a block at a time on `progress`.
+    pub fn new(
+        model: &'m Model<'a>,
+        isa: Isa,
+        input_gradients: InputGradients,
+        progress: &mut dyn Progress,
+    ) -> Result<Self, TrainError> {
         let (transposed, head_transposed) = match input_gradients {
-            InputGradients::Int8 => (
-                model
-                    .layers()
-                    .iter()
-                    .map(|layer| transposes(layer, isa))
-                    .collect::<Result<_, _>>()?,
-                Transposed::of(model.output(), isa)?,
-            ),
+            InputGradients::Int8 => {
+                let layers = model.layers();
+                progress.stage(
+                    "transposing the weights for the backward pass (blocks and head)",
+                    Some(layers.len() as u64 + 1),
+                    Unit::Items,
+                );
+                let mut transposed = Vec::with_capacity(layers.len());
+                for layer in layers {
+                    transposed.push(transposes(layer, isa)?);
+                    progress.advance(1);
+                }
+                let head = Transposed::of(model.output(), isa)?;
+                progress.finish_stage();
+                (transposed, head)
+            }
             InputGradients::Float => (model.layers().iter().map(|_| Default::default()).collect(), None),
         };
         let base = Base {

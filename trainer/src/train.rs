@@ -2,11 +2,13 @@
 //! against non-finite losses, and everything a checkpoint needs to continue exactly.
 
 use hearth_kernel::simd::Isa;
+use hearth_runtime::Progress;
 use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::{Model, Projection};
 
 use crate::TrainError;
 use crate::adapter::fresh_adapter;
+use crate::checkpoint::Checkpoint;
 use crate::optim::{AdamW, Schedule, clip_gradients};
 use crate::rng::Rng;
 use crate::step::{Example, InputGradients, Memory, Trainee};
@@ -125,12 +127,14 @@ fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
 }
 
 impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
-    /// A fresh run: a new adapter (initialised from the seed) and optimizer.
+    /// A fresh run: a new adapter (initialised from the seed) and optimizer. `progress` shows the preparation of
+    /// the frozen model (see [`Trainee::new`]).
     pub fn new(
         model: &'m Model<'a>,
         isa: Isa,
         examples: &'e [Example],
         options: TrainOptions,
+        progress: &mut dyn Progress,
     ) -> Result<Self, TrainError> {
         let adapter = fresh_adapter(
             model,
@@ -140,7 +144,12 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
             &mut Rng(options.seed),
         );
         let optimizer = AdamW::new(&adapter, options.weight_decay);
-        Self::resume(model, isa, examples, options, adapter, optimizer, RunState::default())
+        let start = Checkpoint {
+            adapter,
+            optimizer,
+            state: RunState::default(),
+        };
+        Self::resume(model, isa, examples, options, start, progress)
     }
 
     /// A run continuing from a checkpoint's adapter, optimizer and progress.
@@ -149,18 +158,22 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
         isa: Isa,
         examples: &'e [Example],
         options: TrainOptions,
-        adapter: LoraAdapter,
-        optimizer: AdamW,
-        progress: RunState,
+        checkpoint: Checkpoint,
+        progress: &mut dyn Progress,
     ) -> Result<Self, TrainError> {
+        let Checkpoint {
+            adapter,
+            optimizer,
+            state,
+        } = checkpoint;
         let grads = adapter.zeros_like();
         Ok(Run {
-            trainee: Trainee::new(model, isa, options.input_gradients)?,
+            trainee: Trainee::new(model, isa, options.input_gradients, progress)?,
             examples,
             options,
             adapter,
             optimizer,
-            progress,
+            progress: state,
             grads,
             order: (u64::MAX, Vec::new()),
             skipped_in_a_row: 0,

@@ -93,7 +93,7 @@ fn a_saved_adapter_loads_back_and_the_runtime_applies_it_as_training_computes_it
     let other = ModelFile::open(&other).unwrap();
     assert_eq!(error(other.gguf()), "the adapter is for a qwen2 model, not llama");
 
-    let mut trainee = Trainee::new(&model, Isa::best(), InputGradients::Int8).unwrap();
+    let mut trainee = Trainee::new(&model, Isa::best(), InputGradients::Int8, &mut NoProgress).unwrap();
     let trained = trainee.loss(&adapter, &example).unwrap().mean;
     let base_trained = trainee.loss(&adapter.zeros_like(), &example).unwrap().mean;
     let base = runtime_loss(&model, &example);
@@ -121,7 +121,7 @@ fn checkpointing_changes_what_is_kept_not_the_gradients() {
         // Fresh adapters have B = 0, which leaves A without a gradient.
         let adapter = trained_looking_adapter(model, 3);
         let example = Example::next_tokens(&tokens[..40], |i| i % 3 != 0);
-        let mut trainee = Trainee::new(model, Isa::best(), InputGradients::Int8).unwrap();
+        let mut trainee = Trainee::new(model, Isa::best(), InputGradients::Int8, &mut NoProgress).unwrap();
         let run = |trainee: &mut Trainee<'_, '_>, memory| {
             let mut grads = adapter.zeros_like();
             let loss = trainee
@@ -150,7 +150,7 @@ fn int8_input_gradients_point_where_float_ones_do() {
         let adapter = trained_looking_adapter(model, 4);
         let example = Example::next_tokens(&tokens[200..330], |_| true);
         let gradients = |input_gradients| {
-            let mut trainee = Trainee::new(model, Isa::best(), input_gradients).unwrap();
+            let mut trainee = Trainee::new(model, Isa::best(), input_gradients, &mut NoProgress).unwrap();
             let mut grads = adapter.zeros_like();
             trainee
                 .loss_and_gradients(&adapter, &example, 1.0, Memory::Checkpointed, &mut grads)
@@ -181,7 +181,7 @@ fn training_on_the_first_part_of_a_file_lowers_the_loss_on_its_last_part() {
     with_model(|model, tokens| {
         let split = tokens.len() * 3 / 4;
         let (train, held_out) = (windows(&tokens[..split], 64), windows(&tokens[split..], 64));
-        let mut trainee = Trainee::new(model, Isa::best(), InputGradients::Int8).unwrap();
+        let mut trainee = Trainee::new(model, Isa::best(), InputGradients::Int8, &mut NoProgress).unwrap();
         let mut adapter = fresh_adapter(model, 8, 16.0, &Projection::ALL, &mut Rng(7));
         let held_out_loss = |trainee: &mut Trainee<'_, '_>, adapter: &LoraAdapter| {
             let losses: Vec<_> = held_out.iter().map(|e| trainee.loss(adapter, e).unwrap()).collect();
@@ -238,7 +238,7 @@ fn a_run_resumed_from_a_checkpoint_continues_exactly() {
     with_model(|model, tokens| {
         let examples = windows(&tokens[..400], 24);
         let straight = {
-            let mut run = Run::new(model, Isa::best(), &examples, options(4)).unwrap();
+            let mut run = Run::new(model, Isa::best(), &examples, options(4), &mut NoProgress).unwrap();
             for _ in 0..4 {
                 run.step().unwrap();
             }
@@ -248,7 +248,7 @@ fn a_run_resumed_from_a_checkpoint_continues_exactly() {
         let path = dir.path().join("run.checkpoint.gguf");
         let arch = model.config().arch.name();
         {
-            let mut run = Run::new(model, Isa::best(), &examples, options(4)).unwrap();
+            let mut run = Run::new(model, Isa::best(), &examples, options(4), &mut NoProgress).unwrap();
             run.step().unwrap();
             run.step().unwrap();
             checkpoint::save(&path, arch, "test run", &run.adapter, &run.optimizer, &run.progress).unwrap();
@@ -257,9 +257,12 @@ fn a_run_resumed_from_a_checkpoint_continues_exactly() {
             .unwrap_err()
             .to_string();
         assert!(error.contains("made with test run, not other run"), "{error}");
-        let (adapter, optimizer, state) = checkpoint::load(&path, model, "test run", 0.01).unwrap();
-        assert_eq!((state.step, state.cursor, state.losses.len()), (2, 4, 2));
-        let mut run = Run::resume(model, Isa::best(), &examples, options(4), adapter, optimizer, state).unwrap();
+        let saved = checkpoint::load(&path, model, "test run", 0.01).unwrap();
+        assert_eq!(
+            (saved.state.step, saved.state.cursor, saved.state.losses.len()),
+            (2, 4, 2)
+        );
+        let mut run = Run::resume(model, Isa::best(), &examples, options(4), saved, &mut NoProgress).unwrap();
         run.step().unwrap();
         run.step().unwrap();
         assert_eq!(run.progress, straight.1);

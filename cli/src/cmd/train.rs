@@ -326,18 +326,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let isa = Isa::selected();
     keep_freed_memory();
     let transposes = options.input_gradients == InputGradients::Int8;
-    if transposes {
-        eprintln!("transposing the model's weights for the backward pass…");
-    }
     let mut run = if args.resume {
-        let (adapter, optimizer, state) = checkpoint::load(&checkpoint_path, &model, &fingerprint, 0.0)
+        let checkpoint = checkpoint::load(&checkpoint_path, &model, &fingerprint, 0.0)
             .with_context(|| format!("resuming from {}", checkpoint_path.display()))?;
+        let state = &checkpoint.state;
         eprintln!("resuming at step {} ({:.2} epochs done)", state.step, {
             state.cursor as f64 / dataset.train.len() as f64
         });
-        Run::resume(&model, isa, &dataset.train, options, adapter, optimizer, state)?
+        Run::resume(&model, isa, &dataset.train, options, checkpoint, &mut Bars::default())?
     } else {
-        Run::new(&model, isa, &dataset.train, options)?
+        Run::new(&model, isa, &dataset.train, options, &mut Bars::default())?
     };
     // The backward now reads the transposes and the forward the grouped cache: the file's rows need not stay
     // resident (about 1 GB for Qwen2.5-Coder-1.5B).
