@@ -98,16 +98,18 @@ impl ModelFile {
 
     /// Drops the file's pages from this process's resident memory, for a caller that has read what it needs from
     /// the rows (the trainer, once it has its transposed copies and runs its forward on the grouped cache): a page
-    /// read again later is mapped back from the page cache. The grouped cache's pages are kept.
-    #[cfg(unix)]
+    /// read again later is mapped back from the page cache. The grouped cache's pages are kept. Does nothing where
+    /// the system has no such advice (not Unix).
     pub fn release_resident_pages(&self) -> std::io::Result<()> {
+        #[cfg(unix)]
         // SAFETY: `MADV_DONTNEED` discards a private mapping's written pages; this mapping is read-only and never
         // written, so every page reads back as the file's bytes and views into it stay valid.
         unsafe {
             self.mapped
                 .borrow_owner()
-                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)?;
         }
+        Ok(())
     }
 
     /// The grouped matrices, when the file was opened to run with an ISA that reads them.

@@ -154,14 +154,18 @@ impl<'m, 'a> Trainee<'m, 'a> {
                     Some(layers.len() as u64 + 1),
                     Unit::Items,
                 );
-                let mut transposed = Vec::with_capacity(layers.len());
-                for layer in layers {
-                    transposed.push(transposes(layer, isa)?);
-                    progress.advance(1);
-                }
-                let head = Transposed::of(model.output(), isa)?;
+                let transposed = layers
+                    .iter()
+                    .map(|layer| {
+                        let transposes = transposes(layer, isa);
+                        progress.advance(1);
+                        transposes
+                    })
+                    .collect::<Result<_, _>>()
+                    .and_then(|layers| Ok((layers, Transposed::of(model.output(), isa)?)));
+                // Closed whether or not it succeeded.
                 progress.finish_stage();
-                (transposed, head)
+                transposed?
             }
             InputGradients::Float => (model.layers().iter().map(|_| Default::default()).collect(), None),
         };

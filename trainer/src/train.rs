@@ -127,14 +127,14 @@ fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
 }
 
 impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
-    /// A fresh run: a new adapter (initialised from the seed) and optimizer. `progress` shows the preparation of
-    /// the frozen model (see [`Trainee::new`]).
+    /// A fresh run: a new adapter (initialised from the seed) and optimizer. `preparation` shows the frozen model
+    /// being made ready (see [`Trainee::new`]).
     pub fn new(
         model: &'m Model<'a>,
         isa: Isa,
         examples: &'e [Example],
         options: TrainOptions,
-        progress: &mut dyn Progress,
+        preparation: &mut dyn Progress,
     ) -> Result<Self, TrainError> {
         let adapter = fresh_adapter(
             model,
@@ -149,17 +149,17 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
             optimizer,
             state: RunState::default(),
         };
-        Self::resume(model, isa, examples, options, start, progress)
+        Self::resume(model, isa, examples, options, start, preparation)
     }
 
-    /// A run continuing from a checkpoint's adapter, optimizer and progress.
+    /// A run continuing from a checkpoint's adapter, optimizer and progress (`preparation` as in [`Run::new`]).
     pub fn resume(
         model: &'m Model<'a>,
         isa: Isa,
         examples: &'e [Example],
         options: TrainOptions,
         checkpoint: Checkpoint,
-        progress: &mut dyn Progress,
+        preparation: &mut dyn Progress,
     ) -> Result<Self, TrainError> {
         let Checkpoint {
             adapter,
@@ -168,7 +168,7 @@ impl<'m, 'a, 'e> Run<'m, 'a, 'e> {
         } = checkpoint;
         let grads = adapter.zeros_like();
         Ok(Run {
-            trainee: Trainee::new(model, isa, options.input_gradients, progress)?,
+            trainee: Trainee::new(model, isa, options.input_gradients, preparation)?,
             examples,
             options,
             adapter,

@@ -339,7 +339,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     // The backward now reads the transposes and the forward the grouped cache: the file's rows need not stay
     // resident (about 1 GB for Qwen2.5-Coder-1.5B).
-    #[cfg(unix)]
     if transposes && file.grouped().is_some() {
         file.release_resident_pages()
             .context("releasing the model file's pages")?;
