@@ -157,9 +157,9 @@ impl<'m, 'a> Trainee<'m, 'a> {
                 let transposed = layers
                     .iter()
                     .map(|layer| {
-                        let transposes = transposes(layer, isa);
+                        let layer_transposes = transposes(layer, isa);
                         progress.advance(1);
-                        transposes
+                        layer_transposes
                     })
                     .collect::<Result<_, _>>()
                     .and_then(|layers| Ok((layers, Transposed::of(model.output(), isa)?)));
