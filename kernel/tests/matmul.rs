@@ -3,8 +3,9 @@
 
 use hearth_kernel::GgmlType;
 use hearth_kernel::ops::OpError;
-use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul, tile_matmul};
 use hearth_kernel::quant::grouped::{group_rows, grouped_len};
+use hearth_kernel::quant::tiles::{self, TileMatrix, TileRows};
 use hearth_kernel::quant::{self, BlockQ8_0, BlockQ8_1, BlockQ8_K, QuantBlock, Quantize};
 use hearth_kernel::simd::Isa;
 
@@ -226,4 +227,42 @@ fn shape_mismatches_are_errors() {
     let iq = vec![0u8; 66];
     let w = Weights::new(GgmlType::IQ2_XXS, 256, 1, &iq).unwrap();
     assert!(matmul(Isa::Scalar, &w, &[0.0; 256], &mut [0.0; 1], &mut scratch).is_err());
+}
+
+#[test]
+fn tile_matmul_gives_the_references_bits_on_every_isa() {
+    // 72 rows: four panels and a half-full one, split over tasks; 200 columns: six whole K blocks and a partial one
+    // (the AMX kernel alternates two sets of tiles by K block); then a single K block and panel. Token counts: one,
+    // fewer than a tile, and more than two tiles.
+    let mut scratch = MatmulScratch::default();
+    for (n_in, n_out) in [(200, 72), (20, 16)] {
+        let values = signal(3, n_in * n_out);
+        let mut w = TileMatrix::zeros(n_in, n_out);
+        w.pack(0..w.panels(), 0..w.k_blocks(), |rows, columns, out| {
+            for (r, out) in rows.zip(out.chunks_exact_mut(columns.len())) {
+                out.copy_from_slice(&values[r * n_in..][columns.clone()]);
+            }
+        });
+        for n_tokens in [1, 7, 45] {
+            let x = signal(4, n_tokens * n_in);
+            let mut rows = TileRows::default();
+            rows.quantize(n_in, &x);
+            let reference: Vec<f32> = (0..n_tokens * n_out)
+                .map(|i| tiles::dot(&rows, i / n_out, &w, i % n_out))
+                .collect();
+            for isa in Isa::available() {
+                let mut out = vec![f32::NAN; n_tokens * n_out];
+                tile_matmul(isa, &w, &x, &mut out, &mut scratch).unwrap();
+                assert!(
+                    out.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa} (tiles on AMX: {}), {n_tokens} × {n_in} × {n_out}",
+                    isa.multiplies_tiles()
+                );
+            }
+        }
+    }
+    let w = TileMatrix::zeros(200, 72);
+    let n_out = 72;
+    let mut out = vec![0.0; n_out];
+    assert!(tile_matmul(Isa::best(), &w, &[0.0; 199], &mut out, &mut scratch).is_err());
 }

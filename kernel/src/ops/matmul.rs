@@ -21,6 +21,7 @@ use super::{OpError, even_chunks, expect_len, for_each_chunk, thread_count};
 use crate::GgmlType;
 use crate::gguf::TensorView;
 use crate::quant::grouped::{self, GROUP_ROWS};
+use crate::quant::tiles::{self, PANEL_ROWS, TileMatrix, TileRows};
 use crate::quant::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_0Sum,
     BlockQ8_1, BlockQ8_K, QuantBlock, QuantError, Quantize,
@@ -174,6 +175,8 @@ pub struct MatmulScratch {
     by_group: Vec<f32>,
     /// Dequantized weight rows for plain-float weights, one per thread chunk.
     rows: Vec<f32>,
+    /// Activations rounded for [`tile_matmul`].
+    tile_rows: TileRows,
 }
 
 /// An activation block type: how activations are quantized to it, and where the scratch keeps its buffer.
@@ -266,6 +269,49 @@ pub fn matmul(
         (GgmlType::F32 | GgmlType::F16 | GgmlType::BF16, _) => plain(w, x, out, scratch),
         (dtype, _) => Err(QuantError::Unsupported { op: "matmul", dtype }.into()),
     }
+}
+
+/// `out[t][r] = Σ_i w[r][i] · x[t][i]` for weights in tiles (`quant::tiles`), `x` rounded to them as well: on AMX
+/// when `isa` has it ([`Isa::multiplies_tiles`]), else by the scalar reference (the same bits, slowly).
+pub fn tile_matmul(
+    isa: Isa,
+    w: &TileMatrix,
+    x: &[f32],
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), OpError> {
+    let n_tokens = x.len() / w.n_in().max(1);
+    expect_len("activations", x.len(), n_tokens * w.n_in())?;
+    expect_len("output", out.len(), n_tokens * w.n_out())?;
+    if n_tokens == 0 {
+        return Ok(());
+    }
+    #[cfg(not(hearth_x86_simd))]
+    let _ = isa; // Only x86 has tile hardware.
+    let MatmulScratch {
+        tile_rows, by_group, ..
+    } = scratch;
+    tile_rows.quantize(w.n_in(), x);
+    let a = &*tile_rows;
+    #[cfg(hearth_x86_simd)]
+    let amx = isa.amx();
+    // Whole panels per task (`for_each_row_range` rounds to groups of 16 rows).
+    const _: () = assert!(PANEL_ROWS == ROW_GROUP);
+    for_each_row_range(n_tokens, rows_per_task(w.n_out()), out, by_group, |first_row, block| {
+        #[cfg(hearth_x86_simd)]
+        if let Some(amx) = amx {
+            return amx.tile_products(a, w, first_row / PANEL_ROWS, block);
+        }
+        for (g, group) in block.chunks_mut(PANEL_ROWS * n_tokens).enumerate() {
+            let width = group.len() / n_tokens;
+            for (t, outputs) in group.chunks_exact_mut(width).enumerate() {
+                for (n, o) in outputs.iter_mut().enumerate() {
+                    *o = tiles::dot(a, t, w, first_row + g * PANEL_ROWS + n);
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Rows per parallel task: a few tasks per thread so uneven progress balances out.

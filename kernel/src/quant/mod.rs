@@ -22,6 +22,7 @@ mod q6_k;
 mod q8_0;
 mod q8_1;
 mod q8_k;
+pub mod tiles;
 
 use core::fmt;
 

@@ -1,6 +1,7 @@
 //! Instruction-set selection. The best available ISA is chosen once at run time (under `std`; by
 //! `cfg!(target_feature)` without it) and can be forced with `HEARTH_ISA=scalar|avx2|avx512|neon` so tests and
-//! benches exercise every path the machine has.
+//! benches exercise every path the machine has. AVX-512 machines with AMX-INT8 also run the tile matmul on it (the
+//! trainer's); `HEARTH_AMX=off` keeps it on its scalar reference, so callers choose another way.
 //!
 //! Each SIMD ISA is represented by a zero-sized capability token that can only be obtained after its CPU features
 //! were detected; `#[target_feature]` kernels are reachable only through a token, which is what makes calling them
@@ -234,6 +235,25 @@ impl Isa {
             return true;
         }
         false
+    }
+
+    /// AMX for the tile matmul (`ops::matmul::tile_matmul`), when this ISA is AVX-512 and the CPU and the OS offer
+    /// AMX-INT8 ([`x86::Amx::detect`]).
+    #[cfg(hearth_x86_simd)]
+    pub(crate) fn amx(self) -> Option<x86::Amx> {
+        match self {
+            Isa::Avx512(_) => x86::Amx::detect(),
+            _ => None,
+        }
+    }
+
+    /// Whether the tile matmul (`ops::matmul::tile_matmul`) runs on hardware made for it with this ISA (AMX-INT8),
+    /// rather than on its scalar reference.
+    pub fn multiplies_tiles(self) -> bool {
+        #[cfg(hearth_x86_simd)]
+        return self.amx().is_some();
+        #[cfg(not(hearth_x86_simd))]
+        return false;
     }
 
     /// Short lower-case name.

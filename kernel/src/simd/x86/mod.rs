@@ -3,10 +3,13 @@
 #[macro_use]
 mod int8;
 
+pub mod amx;
 pub mod avx2;
 pub mod avx512;
 pub mod float;
 pub mod interleaved;
+
+pub use amx::Amx;
 
 /// Proof that the CPU supports AVX2, FMA and F16C (obtainable only through [`Avx2::detect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
