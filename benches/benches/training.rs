@@ -66,6 +66,7 @@ fn input_gradient(c: &mut Criterion) {
         for (way, transposed) in [("int8", transposed.as_ref()), ("float", None)] {
             let frozen = Frozen {
                 weights: &weights,
+                tiles: None,
                 transposed,
             };
             let id = BenchmarkId::new(format!("{isa}/{way}"), format!("{n_out}x{n_in}"));

@@ -13,7 +13,7 @@
 //! [`Block::forward`] with saving on just before the block's backward.
 
 use hearth_kernel::ops::attention::AttentionParams;
-use hearth_kernel::ops::matmul::{MatmulScratch, matmul};
+use hearth_kernel::ops::matmul::MatmulScratch;
 use hearth_kernel::ops::{act, norm};
 use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LayerLora;
@@ -21,7 +21,7 @@ use hearth_runtime::model::{Arch, Config, Layer, LayerAttention, Projection};
 
 use crate::ops::act::{geglu_backward, geglu_smooth, swiglu_backward};
 use crate::ops::attention::{attention_backward, attention_forward};
-use crate::ops::linear::{Frozen, Transposed, frozen_linear_backward};
+use crate::ops::linear::{Frozen, Requantized, frozen_linear_backward};
 use crate::ops::lora::lora_backward;
 use crate::ops::norm::rms_norm_backward;
 use crate::ops::rope::rope_backward;
@@ -61,20 +61,20 @@ pub struct Block<'l, 'a> {
     pub config: &'l Config,
     /// Its attention settings.
     pub attention: &'l LayerAttention,
-    /// Its projections' transposes ([`transposes`]).
-    pub transposed: &'l LayerTransposes,
+    /// Its projections' copies ([`requantize`]).
+    pub requantized: &'l LayerRequantized,
     /// The kernels it runs on.
     pub isa: Isa,
 }
 
-/// A block's projections' transposes, by [`Projection`] (`None` where the gradient is summed in float).
-pub type LayerTransposes = [Option<Transposed>; Projection::ALL.len()];
+/// A block's projections' copies, by [`Projection`].
+pub type LayerRequantized = [Requantized; Projection::ALL.len()];
 
-/// The transposes of `layer`'s projections that their input gradients read on `isa` ([`Transposed::of`]).
-pub fn transposes(layer: &Layer<'_>, isa: Isa) -> Result<LayerTransposes, OpError> {
-    let mut out = LayerTransposes::default();
+/// The copies of `layer`'s projections that training on `isa` multiplies ([`Requantized::of`]).
+pub fn requantize(layer: &Layer<'_>, isa: Isa) -> Result<LayerRequantized, OpError> {
+    let mut out = LayerRequantized::default();
     for projection in Projection::ALL {
-        out[projection as usize] = Transposed::of(projection.weights(layer), isa)?;
+        out[projection as usize] = Requantized::of(projection.weights(layer), isa)?;
     }
     Ok(out)
 }
@@ -89,7 +89,12 @@ fn norm_backward(x: &[f32], weight: &[f32], eps: f32, d_out: &[f32]) -> Result<V
     Ok(dx)
 }
 
-impl Block<'_, '_> {
+impl<'a> Block<'_, 'a> {
+    /// `projection`'s weights with their copies.
+    fn frozen(&self, projection: Projection) -> Frozen<'_, 'a> {
+        self.requantized[projection as usize].frozen(projection.weights(self.layer))
+    }
+
     fn attention_params(&self) -> AttentionParams {
         let c = self.config;
         AttentionParams {
@@ -135,7 +140,7 @@ impl Block<'_, '_> {
         let mut lora: [Option<Vec<f32>>; 7] = Default::default();
         // `out = input·Wᵀ + scale·LoRA(input)` through `projection`, keeping the adapter's `input·Aᵀ`.
         let mut run = |projection: Projection, input: &[f32], out: &mut [f32]| -> Result<(), OpError> {
-            matmul(isa, projection.weights(layer), input, out, scratch)?;
+            self.frozen(projection).forward(isa, input, out, scratch)?;
             lora[projection as usize] = adapters
                 .get(projection)
                 .map(|l| l.forward(isa, l.scale(alpha), input, out))
@@ -252,11 +257,7 @@ impl Block<'_, '_> {
         // Adds the gradient through `projection`'s weights and adapter (whose input was `input`) to `dx`.
         let mut through = |projection: Projection, input: &[f32], d: &[f32], dx: &mut [f32]| -> Result<(), OpError> {
             let i = projection as usize;
-            let frozen = Frozen {
-                weights: projection.weights(layer),
-                transposed: self.transposed[i].as_ref(),
-            };
-            frozen_linear_backward(isa, frozen, d, dx, scratch)?;
+            frozen_linear_backward(isa, self.frozen(projection), d, dx, scratch)?;
             if let (Some(lora), Some(grad), Some(ax)) = (&adapters.0[i], &mut grads.0[i], &saved.lora[i]) {
                 lora_backward(isa, lora, lora.scale(alpha), input, ax, d, grad, dx)?;
             }
@@ -447,12 +448,12 @@ mod tests {
             lora.b = rng.vec(lora.b.len(), 0.3);
             Some(lora)
         }));
-        let transposed = transposes(&layer, Isa::best()).unwrap();
+        let requantized = requantize(&layer, Isa::best()).unwrap();
         let block = Block {
             layer: &layer,
             config: &config,
             attention: &config.layers[0],
-            transposed: &transposed,
+            requantized: &requantized,
             isa: Isa::best(),
         };
         check(&block, &adapters)

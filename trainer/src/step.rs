@@ -17,8 +17,8 @@ use hearth_runtime::model::{Arch, Model};
 use hearth_runtime::progress::Unit;
 
 use crate::TrainError;
-use crate::block::{Block, LayerTransposes, Saved, transposes};
-use crate::ops::linear::{Frozen, Transposed};
+use crate::block::{Block, LayerRequantized, Saved, requantize};
+use crate::ops::linear::{Frozen, Requantized};
 use crate::ops::loss::{Loss, cross_entropy};
 use crate::ops::norm::rms_norm_backward;
 
@@ -62,7 +62,8 @@ pub enum Memory {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InputGradients {
     /// Through each quantized matrix's transpose requantized to 8 bits, as the kernel's int8 matmul: the forward's
-    /// own arithmetic, run backwards.
+    /// own arithmetic, run backwards. Where the ISA multiplies tiles (AMX), the forward too runs on a copy of each
+    /// matrix requantized to 8 bits ([`Requantized`]).
     #[default]
     Int8,
     /// In f32, through the weights exactly as they dequantize (slower; no transposed copy of the weights).
@@ -82,10 +83,10 @@ pub struct Trainee<'m, 'a> {
 struct Base<'m, 'a> {
     model: &'m Model<'a>,
     isa: Isa,
-    /// Each block's projections' transposes.
-    transposed: Vec<LayerTransposes>,
+    /// Each block's projections' copies.
+    requantized: Vec<LayerRequantized>,
     /// The output head's.
-    head_transposed: Option<Transposed>,
+    head: Requantized,
 }
 
 impl<'a> Base<'_, 'a> {
@@ -95,17 +96,14 @@ impl<'a> Base<'_, 'a> {
             layer: &self.model.layers()[index],
             config,
             attention: &config.layers[index],
-            transposed: &self.transposed[index],
+            requantized: &self.requantized[index],
             isa: self.isa,
         }
     }
 
     /// The output head.
     fn head(&self) -> Frozen<'_, 'a> {
-        Frozen {
-            weights: self.model.output(),
-            transposed: self.head_transposed.as_ref(),
-        }
+        self.head.frozen(self.model.output())
     }
 
     /// `x₀`: the embedding rows of `inputs`, `[n_tokens, dim]`.
@@ -138,42 +136,47 @@ impl<'a> Base<'_, 'a> {
 }
 
 impl<'m, 'a> Trainee<'m, 'a> {
-    /// Trains on `model`, computing with `isa`. With [`InputGradients::Int8`], transposes the quantized weights
-    /// first (seconds, and memory about the size of the model in Q8_0), a block at a time on `progress`.
+    /// Trains on `model`, computing with `isa`. With [`InputGradients::Int8`], requantizes the weights first
+    /// (seconds; memory about the size of the model in Q8_0 for the transposes, twice that on AMX, which keeps the
+    /// weights in tiles too), a block at a time on `progress`.
     pub fn new(
         model: &'m Model<'a>,
         isa: Isa,
         input_gradients: InputGradients,
         progress: &mut dyn Progress,
     ) -> Result<Self, TrainError> {
-        let (transposed, head_transposed) = match input_gradients {
+        let (requantized, head) = match input_gradients {
             InputGradients::Int8 => {
                 let layers = model.layers();
-                progress.stage(
-                    "transposing the weights for the backward pass (blocks and head)",
-                    Some(layers.len() as u64 + 1),
-                    Unit::Items,
-                );
-                let transposed = layers
+                let what = if isa.multiplies_tiles() {
+                    "requantizing the weights for AMX (blocks and head)"
+                } else {
+                    "transposing the weights for the backward pass (blocks and head)"
+                };
+                progress.stage(what, Some(layers.len() as u64 + 1), Unit::Items);
+                let requantized = layers
                     .iter()
                     .map(|layer| {
-                        let layer_transposes = transposes(layer, isa);
+                        let copies = requantize(layer, isa);
                         progress.advance(1);
-                        layer_transposes
+                        copies
                     })
                     .collect::<Result<_, _>>()
-                    .and_then(|layers| Ok((layers, Transposed::of(model.output(), isa)?)));
+                    .and_then(|layers| Ok((layers, Requantized::of(model.output(), isa)?)));
                 // Closed whether or not it succeeded.
                 progress.finish_stage();
-                transposed?
+                requantized?
             }
-            InputGradients::Float => (model.layers().iter().map(|_| Default::default()).collect(), None),
+            InputGradients::Float => (
+                model.layers().iter().map(|_| Default::default()).collect(),
+                Requantized::default(),
+            ),
         };
         let base = Base {
             model,
             isa,
-            transposed,
-            head_transposed,
+            requantized,
+            head,
         };
         Ok(Trainee {
             base,

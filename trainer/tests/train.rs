@@ -1,11 +1,12 @@
-//! Training on a real model (SmolLM2-135M, Q8_0 from the model store) and a real text (CPython's textwrap.py).
+//! Training on a real model (SmolLM2-135M from the model store: Q4_1, its embedding table Q8_0) and a real text
+//! (CPython's textwrap.py).
 
 use hearth_kernel::ops::kv::KvType;
 use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LoraAdapter;
 use hearth_runtime::model::Projection;
 use hearth_runtime::model::{Logits, Model, Scratch};
-use hearth_runtime::quantize::{Preset, merge_file};
+use hearth_runtime::quantize::{Preset, merge_file, quantize_file};
 use hearth_runtime::template::ChatTemplate;
 use hearth_runtime::tokenizer::Tokenizer;
 use hearth_runtime::{ModelFile, NoProgress, Store};
@@ -140,40 +141,54 @@ fn checkpointing_changes_what_is_kept_not_the_gradients() {
     });
 }
 
-/// The int8 input gradients (the default) against the float ones, adapter tensor by tensor: the same direction
-/// and size, within what rounding output gradients to 8 bits per 32 values moves them through 30 blocks. (Measured
-/// on this example: cosines 0.9934–0.99996, mean 0.9993; norm ratios 0.969–1.070. Without the power-of-two scaling
-/// of each token's gradient the f16 block scales flush small gradients, and the last block's fall to 0.57.)
+/// The adapter's gradients as training computes them by default (8-bit copies of the weights: the input gradients
+/// through transposes, and on AMX the forward too) against those of the model's weights as they dequantize, kept in
+/// f16 and multiplied in float with unrounded activations: the same direction and size, tensor by tensor, through
+/// 30 blocks. Measured on this example (cosine minimum / mean, norm ratios): AVX-512 VNNI 0.948 / 0.9966,
+/// 0.937–1.200; AMX 0.961 / 0.9950, 0.912–1.191 (with 64 values per scale instead of 32, 0.919 / 0.9910 and a ratio
+/// of 1.49); float input gradients of the quantized model 0.964 / 0.9974. Without the power-of-two scaling of each
+/// token's gradient before its Q8_0 rounding, f16 block scales flush small gradients, and the last block's cosines
+/// fall to 0.57.
 #[test]
-fn int8_input_gradients_point_where_float_ones_do() {
-    with_model(|model, tokens| {
+fn int8_gradients_point_where_those_of_the_unrounded_weights_do() {
+    let file = model_file();
+    let dir = tempfile::tempdir().unwrap();
+    let unrounded = dir.path().join("f16.gguf");
+    quantize_file(file.path(), &unrounded, Preset::F16, true, &mut NoProgress).unwrap();
+    let unrounded = ModelFile::open(&unrounded).unwrap();
+    let (model, reference) = (Model::load(&file).unwrap(), Model::load(&unrounded).unwrap());
+    let tokens = Tokenizer::from_gguf(file.gguf()).unwrap().encode(TEXT, false, false);
+    let example = Example::next_tokens(&tokens[200..330], |_| true);
+    let gradients = |model: &Model<'_>, input_gradients| {
         let adapter = trained_looking_adapter(model, 4);
-        let example = Example::next_tokens(&tokens[200..330], |_| true);
-        let gradients = |input_gradients| {
-            let mut trainee = Trainee::new(model, Isa::best(), input_gradients, &mut NoProgress).unwrap();
-            let mut grads = adapter.zeros_like();
-            trainee
-                .loss_and_gradients(&adapter, &example, 1.0, Memory::Checkpointed, &mut grads)
-                .unwrap();
-            grads
-        };
-        let (int8, float) = (gradients(InputGradients::Int8), gradients(InputGradients::Float));
-        let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-        for (layer, (int8, float)) in int8.layers.iter().zip(&float.layers).enumerate() {
-            for target in Projection::ALL {
-                let (int8, float) = (int8.get(target).unwrap(), float.get(target).unwrap());
-                for (matrix, a, b) in [("A", &int8.a, &float.a), ("B", &int8.b, &float.b)] {
-                    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
-                    let (cosine, ratio) = (dot / (norm(a) * norm(b)), norm(a) / norm(b));
-                    assert!(
-                        cosine > 0.99 && (0.9..1.1).contains(&ratio),
-                        "block {layer} {} {matrix}: cosine {cosine:.5}, norm ratio {ratio:.4}",
-                        target.name()
-                    );
-                }
+        let mut trainee = Trainee::new(model, Isa::best(), input_gradients, &mut NoProgress).unwrap();
+        let mut grads = adapter.zeros_like();
+        trainee
+            .loss_and_gradients(&adapter, &example, 1.0, Memory::Checkpointed, &mut grads)
+            .unwrap();
+        grads
+    };
+    let int8 = gradients(&model, InputGradients::Int8);
+    let reference = gradients(&reference, InputGradients::Float);
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let mut cosines = Vec::new();
+    for (layer, (int8, reference)) in int8.layers.iter().zip(&reference.layers).enumerate() {
+        for target in Projection::ALL {
+            let (int8, reference) = (int8.get(target).unwrap(), reference.get(target).unwrap());
+            for (matrix, a, b) in [("A", &int8.a, &reference.a), ("B", &int8.b, &reference.b)] {
+                let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+                let (cosine, ratio) = (dot / (norm(a) * norm(b)), norm(a) / norm(b));
+                assert!(
+                    cosine > 0.9 && (0.8..1.25).contains(&ratio),
+                    "block {layer} {} {matrix}: cosine {cosine:.5}, norm ratio {ratio:.4}",
+                    target.name()
+                );
+                cosines.push(cosine);
             }
         }
-    });
+    }
+    let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    assert!(mean > 0.99, "mean cosine {mean:.5}");
 }
 
 #[test]

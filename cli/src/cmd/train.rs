@@ -337,8 +337,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         Run::new(&model, isa, &dataset.train, options, &mut Bars::default())?
     };
-    // The backward now reads the transposes and the forward the grouped cache: the file's rows need not stay
-    // resident (about 1 GB for Qwen2.5-Coder-1.5B).
+    // The backward now reads the transposes and the forward the grouped cache (on AMX, its own tiles): the file's
+    // rows need not stay resident (about 1 GB for Qwen2.5-Coder-1.5B).
     if transposes && file.grouped().is_some() {
         file.release_resident_pages()
             .context("releasing the model file's pages")?;

@@ -1,19 +1,23 @@
-//! The gradient through a frozen linear layer `y = x · Wᵀ`, for weights `W: [n_out, n_in]` of any type the kernel
-//! reads (quantized or float): `dx += d_out · W`.
+//! A frozen linear layer `y = x · Wᵀ` for training, for weights `W: [n_out, n_in]` of any type the kernel reads
+//! (quantized or float): its forward, and its input gradient `dx += d_out · W`.
 //!
-//! Two ways, chosen per matrix by [`Frozen`] (the trainer's [`InputGradients`](crate::step::InputGradients) can
-//! send every matrix the float way):
-//! - quantized weights are transposed and requantized to Q8_0 once, before training ([`Transposed`]); the gradient is
-//!   then the kernel's int8 matmul of `Wᵀ` with the output gradient, itself rounded to 8 bits per 32 values like any
-//!   activation the forward multiplies. This is the forward's own arithmetic run backwards (int8 products, f32 sums):
-//!   on AVX-512 VNNI, 2.3–2.4 times the float way's rate at Qwen2.5-Coder's shapes (`benches/benches/training.rs`);
-//! - float weights (and shapes Q8_0 cannot hold: `n_out` not a multiple of 32) are summed in f32 over `W`'s rows
-//!   dequantized a tile at a time, never the whole matrix.
+//! Quantized weights get copies requantized to 8 bits once, before training ([`Requantized`]); float weights and the
+//! trainer's [`InputGradients::Float`](crate::step::InputGradients) have none.
+//! - The input gradient runs through `Wᵀ` ([`Transposed`]): the kernel's int8 matmul of `Wᵀ` with the output
+//!   gradient, itself rounded to 8 bits per 32 values like any activation the forward multiplies — the forward's own
+//!   arithmetic run backwards (int8 products, f32 sums). Without a transpose the gradient is summed in f32 over `W`'s
+//!   rows dequantized a tile at a time, never the whole matrix. At Qwen2.5-Coder's shapes
+//!   (`benches/benches/training.rs`, 2 threads), in multiply-adds per second: float 86–90 G, AVX-512 VNNI 174–183 G,
+//!   AMX tiles 511–598 G.
+//! - On CPUs with AMX-INT8 (`Isa::multiplies_tiles`) `Wᵀ` is kept in tiles (`quant::tiles`), and so is `W` itself,
+//!   which the forward then multiplies instead of the model's rows; elsewhere the forward reads the rows (the grouped
+//!   cache on AVX-512) and `Wᵀ` is Q8_0.
 
 use bytemuck::Zeroable;
 use hearth_kernel::GgmlType;
-use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul};
+use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul, tile_matmul};
 use hearth_kernel::quant::grouped::{self, GroupQ8_0};
+use hearth_kernel::quant::tiles::{PANEL_ROWS, TILE_K, TileMatrix};
 use hearth_kernel::quant::{self, BlockQ8_0, QuantBlock};
 use hearth_kernel::simd::Isa;
 use rayon::prelude::*;
@@ -42,7 +46,7 @@ fn blocking(n_in: usize) -> (usize, usize) {
 /// gathers its column from them.
 const TRANSPOSE_ROWS: usize = 256;
 
-/// `Wᵀ: [n_in, n_out]` of a quantized `W: [n_out, n_in]`, requantized to Q8_0 (blocks of 32 along `n_out`).
+/// `Wᵀ: [n_in, n_out]` of a quantized `W: [n_out, n_in]`, requantized to 8 bits along `n_out`.
 #[derive(Debug)]
 pub struct Transposed {
     /// `W`'s input width: `Wᵀ`'s rows.
@@ -55,76 +59,241 @@ pub struct Transposed {
 /// How a [`Transposed`] keeps its rows: as the ISA it was made for reads them, and only so.
 #[derive(Debug)]
 enum Layout {
+    /// Q8_0 rows (blocks of 32 with f16 scales).
     Rows(Vec<u8>),
-    /// Sixteen rows at a time, for the AVX-512 kernels (which would otherwise group them on every call).
+    /// Q8_0 rows grouped sixteen at a time, for the AVX-512 kernels (which would otherwise group them on every call).
     Grouped(Vec<GroupQ8_0>),
+    /// AMX tiles (blocks of 64 with f32 scales), for CPUs with AMX-INT8 (`Isa::multiplies_tiles`).
+    Tiles(TileMatrix),
 }
 
 impl Transposed {
     /// `w` transposed and requantized for matmuls on `isa`, or `None` when its gradient is summed in float instead:
-    /// float weights (no rounding to add to them) and `n_out` not a whole number of Q8_0 blocks.
+    /// float weights (no rounding to add to them) and, without AMX tiles, `n_out` not a whole number of Q8_0 blocks.
     pub fn of(w: &Weights<'_>, isa: Isa) -> Result<Option<Self>, OpError> {
         let (n_in, n_out) = (w.n_in, w.n_out);
         let float = matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-        if float || n_in == 0 || !n_out.is_multiple_of(BlockQ8_0::LEN) {
+        if float || n_in == 0 {
             return Ok(None);
         }
-        let row_bytes = n_out / BlockQ8_0::LEN * size_of::<BlockQ8_0>();
-        let mut bytes = vec![0u8; n_in * row_bytes];
-        let mut tile = vec![0.0f32; TRANSPOSE_ROWS.min(n_out) * n_in];
-        for first in (0..n_out).step_by(TRANSPOSE_ROWS) {
-            let rows = TRANSPOSE_ROWS.min(n_out - first);
-            let tile = &mut tile[..rows * n_in];
-            tile.par_chunks_mut(n_in)
-                .enumerate()
-                .try_for_each(|(i, row)| w.dequantize_row(first + i, row))?;
-            let tile = &*tile;
-            // Each row of `Wᵀ` gets this tile's blocks: column `i` of the tile, quantized.
-            let blocks = first / BlockQ8_0::LEN * size_of::<BlockQ8_0>()
-                ..(first + rows) / BlockQ8_0::LEN * size_of::<BlockQ8_0>();
-            bytes
-                .par_chunks_mut(row_bytes)
-                .enumerate()
-                .with_min_len(64)
-                .try_for_each_init(
-                    || vec![0.0f32; rows],
-                    |column, (i, row)| {
-                        for (c, w_row) in column.iter_mut().zip(tile.chunks_exact(n_in)) {
-                            *c = w_row[i];
+        let layout = if isa.multiplies_tiles() {
+            // `Wᵀ`'s K blocks are `W`'s rows, 64 at a time: a tile of `W`'s rows fills whole blocks.
+            const _: () = assert!(TRANSPOSE_ROWS.is_multiple_of(TILE_K));
+            let mut tiles = TileMatrix::zeros(n_out, n_in);
+            for_each_row_tile(w, |first, tile| {
+                let k_blocks = first / TILE_K..(first + tile.len() / n_in).div_ceil(TILE_K);
+                tiles.pack(0..tiles.panels(), k_blocks, |columns_of_w, rows_of_w, out| {
+                    for (i, out) in columns_of_w.zip(out.chunks_exact_mut(rows_of_w.len())) {
+                        for (o, r) in out.iter_mut().zip(rows_of_w.clone()) {
+                            *o = tile[(r - first) * n_in + i];
                         }
-                        quant::quantize(GgmlType::Q8_0, column, &mut row[blocks.clone()])
-                    },
-                )?;
-        }
-        let layout = if isa.reads_grouped_weights() {
-            let len = grouped::grouped_len(GgmlType::Q8_0, n_out, n_in).expect("whole Q8_0 blocks");
-            let mut groups = vec![GroupQ8_0::zeroed(); len / size_of::<GroupQ8_0>()];
-            grouped::group_rows(GgmlType::Q8_0, n_out, &bytes, bytemuck::cast_slice_mut(&mut groups))?;
-            Layout::Grouped(groups)
+                    }
+                });
+                Ok(())
+            })?;
+            Layout::Tiles(tiles)
+        } else if n_out.is_multiple_of(BlockQ8_0::LEN) {
+            let rows = q8_0_rows(w)?;
+            if isa.reads_grouped_weights() {
+                let len = grouped::grouped_len(GgmlType::Q8_0, n_out, n_in).expect("whole Q8_0 blocks");
+                let mut groups = vec![GroupQ8_0::zeroed(); len / size_of::<GroupQ8_0>()];
+                grouped::group_rows(GgmlType::Q8_0, n_out, &rows, bytemuck::cast_slice_mut(&mut groups))?;
+                Layout::Grouped(groups)
+            } else {
+                Layout::Rows(rows)
+            }
         } else {
-            Layout::Rows(bytes)
+            return Ok(None);
         };
         Ok(Some(Transposed { n_in, n_out, layout }))
     }
 
-    /// `Wᵀ` as the kernel's weights: `[n_in rows of n_out]`.
-    fn weights(&self) -> Weights<'_> {
-        let (dtype, n_in, n_out) = (GgmlType::Q8_0, self.n_out, self.n_in);
-        match &self.layout {
-            Layout::Rows(bytes) => Weights::new(dtype, n_in, n_out, bytes),
-            Layout::Grouped(groups) => Weights::grouped_only(dtype, n_in, n_out, bytemuck::cast_slice(groups)),
+    /// Consecutive values of a row that share a scale (a rounding block).
+    pub fn values_per_scale(&self) -> usize {
+        match self.layout {
+            Layout::Rows(_) | Layout::Grouped(_) => BlockQ8_0::LEN,
+            Layout::Tiles(_) => TILE_K,
         }
-        .expect("sized by `of`")
+    }
+
+    /// Adds `d_out · W` (`d_out: [n_tokens, n_out]`) to `dx: [n_tokens, n_in]` as the product of `d_out`, rounded
+    /// like the rows, with `Wᵀ`.
+    fn add_product(&self, isa: Isa, d_out: &[f32], dx: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), OpError> {
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let mut product = vec![0.0f32; dx.len()];
+        // `Wᵀ` as the kernel's Q8_0 weights, `[n_in rows of n_out]`.
+        let (q8_0, rows, row_len) = (GgmlType::Q8_0, n_in, n_out);
+        // Each token's factor, undone in the sum.
+        let scales = match &self.layout {
+            Layout::Tiles(tiles) => {
+                tile_matmul(isa, tiles, d_out, &mut product, scratch)?;
+                vec![1.0; dx.len() / n_in]
+            }
+            Layout::Rows(bytes) => {
+                let weights = Weights::new(q8_0, row_len, rows, bytes)?;
+                q8_0_product(isa, &weights, d_out, &mut product, scratch)?
+            }
+            Layout::Grouped(groups) => {
+                let weights = Weights::grouped_only(q8_0, row_len, rows, bytemuck::cast_slice(groups))?;
+                q8_0_product(isa, &weights, d_out, &mut product, scratch)?
+            }
+        };
+        dx.par_chunks_mut(n_in)
+            .zip(product.par_chunks(n_in))
+            .zip(scales)
+            .for_each(|((dx, product), scale)| {
+                let unscale = scale.recip();
+                for (d, &p) in dx.iter_mut().zip(product) {
+                    *d += p * unscale;
+                }
+            });
+        Ok(())
     }
 }
 
-/// A frozen weight matrix, with its requantized transpose when it has one.
+/// `product = d_out · W` through `Wᵀ` in Q8_0 (`weights`): returns the factor each token's gradient was scaled by
+/// to be rounded (a power of two, exact both ways, that brings its largest magnitude to [2^14, 2^15)): gradients are
+/// small (a mean over tokens; a softmax's tail), and the Q8_0 blocks they are rounded to keep their scales in f16,
+/// whose range would flush them to zero.
+fn q8_0_product(
+    isa: Isa,
+    weights: &Weights<'_>,
+    d_out: &[f32],
+    product: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<Vec<f32>, OpError> {
+    let mut scaled = vec![0.0f32; d_out.len()];
+    let scales = scaled
+        .par_chunks_mut(weights.n_in)
+        .zip(d_out.par_chunks(weights.n_in))
+        .map(|(scaled, d_out)| scale_to_f16_range(d_out, scaled))
+        .collect();
+    matmul(isa, weights, &scaled, product, scratch)?;
+    Ok(scales)
+}
+
+/// Runs `each(first, tile)` over `W`'s rows dequantized [`TRANSPOSE_ROWS`] at a time: `tile` holds rows
+/// `first..first + tile.len() / n_in`.
+fn for_each_row_tile(
+    w: &Weights<'_>,
+    mut each: impl FnMut(usize, &[f32]) -> Result<(), OpError>,
+) -> Result<(), OpError> {
+    let (n_in, n_out) = (w.n_in, w.n_out);
+    let mut tile = vec![0.0f32; TRANSPOSE_ROWS.min(n_out) * n_in];
+    for first in (0..n_out).step_by(TRANSPOSE_ROWS) {
+        let tile = &mut tile[..TRANSPOSE_ROWS.min(n_out - first) * n_in];
+        tile.par_chunks_mut(n_in)
+            .enumerate()
+            .try_for_each(|(i, row)| w.dequantize_row(first + i, row))?;
+        each(first, tile)?;
+    }
+    Ok(())
+}
+
+/// `Wᵀ`'s rows in Q8_0 (`W`'s `n_out` a whole number of blocks).
+fn q8_0_rows(w: &Weights<'_>) -> Result<Vec<u8>, OpError> {
+    let (n_in, n_out) = (w.n_in, w.n_out);
+    let row_bytes = n_out / BlockQ8_0::LEN * size_of::<BlockQ8_0>();
+    let mut bytes = vec![0u8; n_in * row_bytes];
+    for_each_row_tile(w, |first, tile| {
+        let rows = tile.len() / n_in;
+        // Each row of `Wᵀ` gets this tile's blocks: column `i` of the tile, quantized.
+        let blocks =
+            first / BlockQ8_0::LEN * size_of::<BlockQ8_0>()..(first + rows) / BlockQ8_0::LEN * size_of::<BlockQ8_0>();
+        bytes
+            .par_chunks_mut(row_bytes)
+            .enumerate()
+            .with_min_len(64)
+            .try_for_each_init(
+                || vec![0.0f32; rows],
+                |column, (i, row)| {
+                    for (c, w_row) in column.iter_mut().zip(tile.chunks_exact(n_in)) {
+                        *c = w_row[i];
+                    }
+                    quant::quantize(GgmlType::Q8_0, column, &mut row[blocks.clone()])
+                },
+            )?;
+        Ok(())
+    })?;
+    Ok(bytes)
+}
+
+/// The copies of a frozen matrix `W` the trainer multiplies instead of its rows, requantized to 8 bits once before
+/// training.
+#[derive(Debug, Default)]
+pub struct Requantized {
+    /// `W` in tiles, for the forward on AMX (`None` elsewhere: the forward reads `W`'s rows).
+    tiles: Option<TileMatrix>,
+    /// `Wᵀ`, for the input gradient ([`Transposed::of`]; `None`: summed in float).
+    transposed: Option<Transposed>,
+}
+
+impl Requantized {
+    /// `w`'s copies for training on `isa`: its transpose and, where the ISA multiplies tiles, itself in tiles (float
+    /// weights have neither).
+    pub fn of(w: &Weights<'_>, isa: Isa) -> Result<Self, OpError> {
+        let float = matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        let tiles = if isa.multiplies_tiles() && !float && w.n_in > 0 {
+            let mut tiles = TileMatrix::zeros(w.n_in, w.n_out);
+            // A tile of `W`'s rows is whole panels.
+            const _: () = assert!(TRANSPOSE_ROWS.is_multiple_of(PANEL_ROWS));
+            for_each_row_tile(w, |first, tile| {
+                let panels = first / PANEL_ROWS..(first + tile.len() / w.n_in).div_ceil(PANEL_ROWS);
+                tiles.pack(panels, 0..tiles.k_blocks(), |rows, columns, out| {
+                    for (r, out) in rows.zip(out.chunks_exact_mut(columns.len())) {
+                        out.copy_from_slice(&tile[(r - first) * w.n_in..][columns.clone()]);
+                    }
+                });
+                Ok(())
+            })?;
+            Some(tiles)
+        } else {
+            None
+        };
+        Ok(Requantized {
+            tiles,
+            transposed: Transposed::of(w, isa)?,
+        })
+    }
+
+    /// `weights` (the matrix these are copies of) with its copies.
+    pub fn frozen<'w, 'a>(&'w self, weights: &'w Weights<'a>) -> Frozen<'w, 'a> {
+        Frozen {
+            weights,
+            tiles: self.tiles.as_ref(),
+            transposed: self.transposed.as_ref(),
+        }
+    }
+}
+
+/// A frozen weight matrix, with the copies of it the trainer multiplies where it has them ([`Requantized`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Frozen<'w, 'a> {
-    /// `W`, as the forward reads it.
+    /// `W`'s rows.
     pub weights: &'w Weights<'a>,
+    /// `W` in tiles, or `None` to run the forward on its rows.
+    pub tiles: Option<&'w TileMatrix>,
     /// `Wᵀ` ([`Transposed::of`] the weights), or `None` to sum the gradient in float.
     pub transposed: Option<&'w Transposed>,
+}
+
+impl Frozen<'_, '_> {
+    /// A frozen matrix without copies: the forward reads its rows, the gradient is summed in float.
+    pub fn rows<'w, 'a>(weights: &'w Weights<'a>) -> Frozen<'w, 'a> {
+        Frozen {
+            weights,
+            tiles: None,
+            transposed: None,
+        }
+    }
+
+    /// `out = x · Wᵀ` for `x: [n_tokens, n_in]`: the kernel's matmul of its tiles or its rows.
+    pub fn forward(&self, isa: Isa, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), OpError> {
+        match self.tiles {
+            Some(tiles) => tile_matmul(isa, tiles, x, out, scratch),
+            None => matmul(isa, self.weights, x, out, scratch),
+        }
+    }
 }
 
 /// Adds `d_out · W` to `dx`, for `d_out: [n_tokens, n_out]` and `dx: [n_tokens, n_in]`.
@@ -146,29 +315,7 @@ pub fn frozen_linear_backward(
     let n_tokens = dx.len() / n_in;
     expect_len("linear output gradient", d_out.len(), n_tokens * n_out)?;
     match w.transposed {
-        Some(transposed) => {
-            // Each token's gradient scaled by a power of two (exact both ways) to bring its largest magnitude to
-            // [2^14, 2^15): gradients are small (a mean over tokens; a softmax's tail), and the Q8_0 blocks they are
-            // rounded to keep their scales in f16, whose range would flush them to zero.
-            let mut scaled = vec![0.0f32; d_out.len()];
-            let scales: Vec<f32> = scaled
-                .par_chunks_mut(n_out)
-                .zip(d_out.par_chunks(n_out))
-                .map(|(scaled, d_out)| scale_to_f16_range(d_out, scaled))
-                .collect();
-            let mut product = vec![0.0f32; dx.len()];
-            matmul(isa, &transposed.weights(), &scaled, &mut product, scratch)?;
-            dx.par_chunks_mut(n_in)
-                .zip(product.par_chunks(n_in))
-                .zip(scales)
-                .for_each(|((dx, product), scale)| {
-                    let unscale = scale.recip();
-                    for (d, &p) in dx.iter_mut().zip(product) {
-                        *d += p * unscale;
-                    }
-                });
-            Ok(())
-        }
+        Some(transposed) => transposed.add_product(isa, d_out, dx, scratch),
         None => float_backward(isa, w.weights, d_out, dx),
     }
 }
@@ -237,10 +384,7 @@ mod tests {
         let g = rng.vec(n_tokens * n_out, 1.0);
         let mut dx = vec![0.0; x.len()];
         let mut scratch = MatmulScratch::default();
-        let frozen = Frozen {
-            weights: &w,
-            transposed: None,
-        };
+        let frozen = Frozen::rows(&w);
         frozen_linear_backward(Isa::selected(), frozen, &g, &mut dx, &mut scratch).unwrap();
         assert_gradient("linear dx", &x, &dx, 1e-2, 1e-3, |x| {
             let mut y = vec![0.0; n_tokens * n_out];
@@ -249,11 +393,11 @@ mod tests {
         });
     }
 
-    /// The most rounding to Q8_0 moves each of `values` (blocks of 32 consecutive ones): half a level, plus what
-    /// rounding the block's scale to f16 moves the largest level, with a margin.
-    fn q8_0_error(values: &[f32]) -> Vec<f32> {
+    /// The most rounding to 8 bits moves each of `values` (blocks of `block` consecutive ones): half a level, plus
+    /// what rounding the block's scale to f16 (Q8_0's) moves the largest level, with a margin.
+    fn rounding_error(values: &[f32], block: usize) -> Vec<f32> {
         values
-            .chunks(32)
+            .chunks(block)
             .flat_map(|block| {
                 let level = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
                 std::iter::repeat_n(level * 0.6, block.len())
@@ -263,7 +407,7 @@ mod tests {
 
     /// Checks `dx += d_out · W` against the dequantized weights, for weights of `dtype` and these shapes, with output
     /// gradients of magnitude `gradient`: exactly (to float summation) in float, and in int8 within the bound of
-    /// rounding both factors to Q8_0.
+    /// rounding both factors to 8 bits in the transpose's blocks.
     fn check_against_dequantized(
         dtype: GgmlType,
         (n_tokens, n_in, n_out): (usize, usize, usize),
@@ -285,13 +429,15 @@ mod tests {
         let columns: Vec<f32> = (0..n_in * n_out)
             .map(|k| dequantized[(k % n_out) * n_in + k / n_out])
             .collect();
-        let column_error = q8_0_error(&columns);
+        let block = transposed.as_ref().map_or(1, Transposed::values_per_scale);
+        let column_error = rounding_error(&columns, block);
         let g = rng.vec(n_tokens * n_out, gradient);
-        let g_error = q8_0_error(&g);
+        let g_error = rounding_error(&g, block);
         let before = rng.vec(n_tokens * n_in, gradient);
         let mut dx = before.clone();
         let frozen = Frozen {
             weights: &w,
+            tiles: None,
             transposed: transposed.as_ref(),
         };
         frozen_linear_backward(Isa::selected(), frozen, &g, &mut dx, &mut MatmulScratch::default()).unwrap();

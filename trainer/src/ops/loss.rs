@@ -3,7 +3,7 @@
 //! their gradient `softmax − onehot` in place, and its product with the head into the hidden states' gradient.
 
 use hearth_kernel::ops::act;
-use hearth_kernel::ops::matmul::{MatmulScratch, matmul};
+use hearth_kernel::ops::matmul::MatmulScratch;
 use hearth_kernel::simd::Isa;
 use rayon::prelude::*;
 
@@ -57,7 +57,7 @@ pub fn cross_entropy(
     let mut total = 0.0f64;
     for (chunk, (h, targets)) in h.chunks(CHUNK * n_embd).zip(targets.chunks(CHUNK)).enumerate() {
         let logits = &mut logits[..targets.len() * vocab];
-        matmul(isa, head.weights, h, logits, scratch)?;
+        head.forward(isa, h, logits, scratch)?;
         // Each token's negative log-likelihood, its row turned into its gradient; summed in token order.
         let losses: Vec<f64> = logits
             .par_chunks_mut(vocab)
@@ -94,7 +94,7 @@ mod tests {
     use super::*;
     use crate::ops::check::{Quantized, Rng, assert_gradient};
     use hearth_kernel::GgmlType;
-    use hearth_kernel::ops::matmul::Weights;
+    use hearth_kernel::ops::matmul::{Weights, matmul};
 
     #[test]
     fn matches_finite_differences_across_chunks_and_skips_untargeted_tokens() {
@@ -110,10 +110,7 @@ mod tests {
             .collect();
         let mut dh = vec![0.0; h.len()];
         let mut scratch = MatmulScratch::default();
-        let frozen = Frozen {
-            weights: &head,
-            transposed: None,
-        };
+        let frozen = Frozen::rows(&head);
         let loss = cross_entropy(Isa::Scalar, frozen, &h, &targets, Some(&mut dh), &mut scratch).unwrap();
         let counted = n_tokens - n_tokens.div_ceil(5);
         assert_eq!(loss.tokens, counted);
