@@ -8,7 +8,7 @@
 //!   arithmetic run backwards (int8 products, f32 sums). Without a transpose the gradient is summed in f32 over `W`'s
 //!   rows dequantized a tile at a time, never the whole matrix. At Qwen2.5-Coder's shapes
 //!   (`benches/benches/training.rs`, 2 threads), in multiply-adds per second: float 86–90 G, AVX-512 VNNI 174–183 G,
-//!   AMX tiles 511–598 G.
+//!   AMX tiles 511–646 G.
 //! - On CPUs with AMX-INT8 (`Isa::multiplies_tiles`) `Wᵀ` is kept in tiles (`quant::tiles`), and so is `W` itself,
 //!   which the forward then multiplies instead of the model's rows; elsewhere the forward reads the rows (the grouped
 //!   cache on AVX-512) and `Wᵀ` is Q8_0.
@@ -63,7 +63,7 @@ enum Layout {
     Rows(Vec<u8>),
     /// Q8_0 rows grouped sixteen at a time, for the AVX-512 kernels (which would otherwise group them on every call).
     Grouped(Vec<GroupQ8_0>),
-    /// AMX tiles (blocks of 64 with f32 scales), for CPUs with AMX-INT8 (`Isa::multiplies_tiles`).
+    /// AMX tiles (blocks of 32 with f32 scales), for CPUs with AMX-INT8 (`Isa::multiplies_tiles`).
     Tiles(TileMatrix),
 }
 
@@ -77,7 +77,7 @@ impl Transposed {
             return Ok(None);
         }
         let layout = if isa.multiplies_tiles() {
-            // `Wᵀ`'s K blocks are `W`'s rows, 64 at a time: a tile of `W`'s rows fills whole blocks.
+            // `Wᵀ`'s K blocks are `W`'s rows, 32 at a time: a tile of `W`'s rows fills whole blocks.
             const _: () = assert!(TRANSPOSE_ROWS.is_multiple_of(TILE_K));
             let mut tiles = TileMatrix::zeros(n_out, n_in);
             for_each_row_tile(w, |first, tile| {
