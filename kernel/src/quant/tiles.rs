@@ -74,6 +74,9 @@ impl TileMatrix {
         let (n_in, n_out, per_panel) = (self.n_in, self.n_out, self.k_blocks());
         let columns = k_blocks.start * TILE_K..(k_blocks.end * TILE_K).min(n_in);
         let panels = panels.start..panels.end.min(n_out.div_ceil(PANEL_ROWS));
+        if panels.is_empty() || columns.is_empty() {
+            return;
+        }
         let blocks = &mut self.blocks[panels.start * per_panel..panels.end * per_panel];
         crate::ops::for_each_chunk(blocks, per_panel, |i, panel| {
             let p = panels.start + i;
@@ -137,7 +140,7 @@ pub struct TileRows {
 impl TileRows {
     /// Rounds `x: [n_rows, n_in]` into `self`, spread over threads 16 rows at a time.
     pub fn quantize(&mut self, n_in: usize, x: &[f32]) {
-        let n_rows = x.len() / n_in.max(1);
+        let n_rows = if n_in == 0 { 0 } else { x.len() / n_in };
         let k_blocks = n_in.div_ceil(TILE_K);
         let padded = n_rows.next_multiple_of(PANEL_ROWS);
         self.n_rows = n_rows;
@@ -146,6 +149,9 @@ impl TileRows {
         self.levels.resize(padded * k_blocks * TILE_K, 0);
         self.scales.clear();
         self.scales.resize(padded * k_blocks, 0.0);
+        if n_rows == 0 {
+            return;
+        }
         let tile_levels = PANEL_ROWS * k_blocks * TILE_K;
         let mut tiles: Vec<(&mut [i8], &mut [f32])> = self
             .levels
@@ -292,6 +298,12 @@ mod tests {
                 );
             }
         }
+        // Empty shapes are empty, not panics.
+        let mut empty = TileMatrix::zeros(0, 3);
+        empty.pack(0..1, 0..1, |_, _, _| unreachable!("no columns to fill"));
+        a.quantize(0, &[]);
+        assert_eq!((a.n_rows(), a.padded_rows()), (0, 0));
+        a.quantize(n_in, &x);
         // The padding is zeros: padded activation rows and padded weight rows give exact zeros.
         assert_eq!(dot(&a, 15, &matrix, 0), 0.0);
         assert_eq!(dot(&a, 0, &matrix, 47), 0.0);
