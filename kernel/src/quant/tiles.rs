@@ -140,7 +140,7 @@ pub struct TileRows {
 impl TileRows {
     /// Rounds `x: [n_rows, n_in]` into `self`, spread over threads 16 rows at a time.
     pub fn quantize(&mut self, n_in: usize, x: &[f32]) {
-        let n_rows = if n_in == 0 { 0 } else { x.len() / n_in };
+        let n_rows = x.len().checked_div(n_in).unwrap_or(0);
         let k_blocks = n_in.div_ceil(TILE_K);
         let padded = n_rows.next_multiple_of(PANEL_ROWS);
         self.n_rows = n_rows;
