@@ -15,6 +15,7 @@
 
 use bytemuck::Zeroable;
 use hearth_kernel::GgmlType;
+use hearth_kernel::ops::act;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul, tile_matmul};
 use hearth_kernel::quant::grouped::{self, GroupQ8_0};
 use hearth_kernel::quant::tiles::{PANEL_ROWS, TILE_K, TileMatrix};
@@ -72,8 +73,7 @@ impl Transposed {
     /// float weights (no rounding to add to them) and, without AMX tiles, `n_out` not a whole number of Q8_0 blocks.
     pub fn of(w: &Weights<'_>, isa: Isa) -> Result<Option<Self>, OpError> {
         let (n_in, n_out) = (w.n_in, w.n_out);
-        let float = matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-        if float || n_in == 0 {
+        if is_float(w) || n_in == 0 {
             return Ok(None);
         }
         let layout = if isa.multiplies_tiles() {
@@ -119,57 +119,59 @@ impl Transposed {
     /// Adds `d_out · W` (`d_out: [n_tokens, n_out]`) to `dx: [n_tokens, n_in]` as the product of `d_out`, rounded
     /// like the rows, with `Wᵀ`.
     fn add_product(&self, isa: Isa, d_out: &[f32], dx: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), OpError> {
-        let (n_in, n_out) = (self.n_in, self.n_out);
+        // `Wᵀ`: `n_in` rows of `n_out`.
+        let (rows, row_len) = (self.n_in, self.n_out);
         let mut product = vec![0.0f32; dx.len()];
-        // `Wᵀ` as the kernel's Q8_0 weights, `[n_in rows of n_out]`.
-        let (q8_0, rows, row_len) = (GgmlType::Q8_0, n_in, n_out);
-        // Each token's factor, undone in the sum.
-        let scales = match &self.layout {
-            Layout::Tiles(tiles) => {
-                tile_matmul(isa, tiles, d_out, &mut product, scratch)?;
-                vec![1.0; dx.len() / n_in]
-            }
+        match &self.layout {
+            Layout::Tiles(tiles) => tile_matmul(isa, tiles, d_out, &mut product, scratch)?,
             Layout::Rows(bytes) => {
-                let weights = Weights::new(q8_0, row_len, rows, bytes)?;
-                q8_0_product(isa, &weights, d_out, &mut product, scratch)?
+                let weights = Weights::new(GgmlType::Q8_0, row_len, rows, bytes)?;
+                q8_0_product(isa, &weights, d_out, &mut product, scratch)?;
             }
             Layout::Grouped(groups) => {
-                let weights = Weights::grouped_only(q8_0, row_len, rows, bytemuck::cast_slice(groups))?;
-                q8_0_product(isa, &weights, d_out, &mut product, scratch)?
+                let weights = Weights::grouped_only(GgmlType::Q8_0, row_len, rows, bytemuck::cast_slice(groups))?;
+                q8_0_product(isa, &weights, d_out, &mut product, scratch)?;
             }
-        };
-        dx.par_chunks_mut(n_in)
-            .zip(product.par_chunks(n_in))
-            .zip(scales)
-            .for_each(|((dx, product), scale)| {
-                let unscale = scale.recip();
+        }
+        dx.par_chunks_mut(rows)
+            .zip(product.par_chunks(rows))
+            .for_each(|(dx, product)| {
                 for (d, &p) in dx.iter_mut().zip(product) {
-                    *d += p * unscale;
+                    *d += p;
                 }
             });
         Ok(())
     }
 }
 
-/// `product = d_out · W` through `Wᵀ` in Q8_0 (`weights`): returns the factor each token's gradient was scaled by
-/// to be rounded (a power of two, exact both ways, that brings its largest magnitude to [2^14, 2^15)): gradients are
-/// small (a mean over tokens; a softmax's tail), and the Q8_0 blocks they are rounded to keep their scales in f16,
-/// whose range would flush them to zero.
+/// `product = d_out · W` through `Wᵀ` in Q8_0 (`weights`). Each token's gradient is scaled by a power of two (exact
+/// both ways) that brings its largest magnitude to [2^14, 2^15) before it is rounded, and its product unscaled after:
+/// gradients are small (a mean over tokens; a softmax's tail), and the Q8_0 blocks they are rounded to keep their
+/// scales in f16, whose range would flush them to zero.
 fn q8_0_product(
     isa: Isa,
     weights: &Weights<'_>,
     d_out: &[f32],
     product: &mut [f32],
     scratch: &mut MatmulScratch,
-) -> Result<Vec<f32>, OpError> {
+) -> Result<(), OpError> {
     let mut scaled = vec![0.0f32; d_out.len()];
-    let scales = scaled
+    let scales: Vec<f32> = scaled
         .par_chunks_mut(weights.n_in)
         .zip(d_out.par_chunks(weights.n_in))
         .map(|(scaled, d_out)| scale_to_f16_range(d_out, scaled))
         .collect();
     matmul(isa, weights, &scaled, product, scratch)?;
-    Ok(scales)
+    product
+        .par_chunks_mut(weights.n_out)
+        .zip(scales)
+        .for_each(|(product, scale)| act::scale(product, scale.recip()));
+    Ok(())
+}
+
+/// Whether `w` is float: no rounding to add to it, so no 8-bit copies.
+fn is_float(w: &Weights<'_>) -> bool {
+    matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
 /// Runs `each(first, tile)` over `W`'s rows dequantized [`TRANSPOSE_ROWS`] at a time: `tile` holds rows
@@ -232,8 +234,7 @@ impl Requantized {
     /// `w`'s copies for training on `isa`: its transpose and, where the ISA multiplies tiles, itself in tiles (float
     /// weights have neither).
     pub fn of(w: &Weights<'_>, isa: Isa) -> Result<Self, OpError> {
-        let float = matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-        let tiles = if isa.multiplies_tiles() && !float && w.n_in > 0 {
+        let tiles = if isa.multiplies_tiles() && !is_float(w) && w.n_in > 0 {
             let mut tiles = TileMatrix::zeros(w.n_in, w.n_out);
             // A tile of `W`'s rows is whole panels.
             const _: () = assert!(TRANSPOSE_ROWS.is_multiple_of(PANEL_ROWS));
