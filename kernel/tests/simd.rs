@@ -283,11 +283,28 @@ fn float_primitives_are_bit_identical_to_the_reference() {
                 // input gradients).
                 for tokens in [1, 3, 4, 9] {
                     let weights = signal(&mut rng, tokens * n);
-                    let acc = signal(&mut rng, tokens * hd);
-                    let (mut a, mut b) = (acc.clone(), acc);
+                    let mut acc = signal(&mut rng, tokens * hd);
+                    let (mut a, mut b) = (acc.clone(), acc.clone());
                     isa.mad_rows(hd, &mut a, &rows, &weights);
                     reference::mad_rows(hd, &mut b, &rows, &weights);
                     assert_eq!(bits(&a), bits(&b), "{isa} mad_rows n={n} hd={hd} tokens={tokens}");
+                    // The same weights transposed, as the first columns of a wider matrix: the same sums.
+                    let stride = tokens + 3;
+                    let mut columns = signal(&mut rng, n * stride);
+                    for (t, weights) in weights.chunks_exact(n).enumerate() {
+                        for (j, &w) in weights.iter().enumerate() {
+                            columns[j * stride + t] = w;
+                        }
+                    }
+                    let mut c = acc.clone();
+                    isa.mad_columns(hd, &mut c, &rows, &columns, stride);
+                    assert_eq!(bits(&c), bits(&b), "{isa} mad_columns n={n} hd={hd} tokens={tokens}");
+                    reference::mad_columns(hd, &mut acc, &rows, &columns, stride);
+                    assert_eq!(
+                        bits(&acc),
+                        bits(&b),
+                        "reference mad_columns n={n} hd={hd} tokens={tokens}"
+                    );
                 }
             }
             let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);

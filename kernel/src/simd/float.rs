@@ -12,6 +12,29 @@ use super::Isa;
 /// Lanes of the AVX2 accumulators whose summation order the reference mirrors.
 const LANES: usize = 8;
 
+/// Where the `mad_rows` kernels read weight `(t, j)` (of accumulator row `t`, for summed row `j`): at
+/// `t · token + j · row` of their weights.
+#[derive(Clone, Copy)]
+pub(crate) struct Strides {
+    pub(crate) token: usize,
+    pub(crate) row: usize,
+}
+
+impl Strides {
+    /// Row-major `[T, J]` weights for `rows: [J, width]`.
+    fn rows(width: usize, rows: &[f32]) -> Strides {
+        Strides {
+            token: rows.len().checked_div(width).unwrap_or(0),
+            row: 1,
+        }
+    }
+
+    /// The first `T` columns of a `[J, stride]` matrix.
+    fn columns(stride: usize) -> Strides {
+        Strides { token: 1, row: stride }
+    }
+}
+
 #[inline]
 fn fma(a: f32, b: f32, c: f32) -> f32 {
     libm::fmaf(a, b, c)
@@ -141,12 +164,23 @@ pub mod reference {
     /// each element a chain of fused multiply-adds in `j` order (with `T = 1`, the value sums of the long-range
     /// attention path; with many, the input gradient of a frozen linear layer in training).
     pub fn mad_rows(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
-        if width == 0 || rows.is_empty() {
+        mad_strided(width, acc, rows, weights, Strides::rows(width, rows))
+    }
+
+    /// [`mad_rows`] with the weights transposed: `acc[t][d] += Σ_j weights[j][t]·rows[j][d]`, the weights the first
+    /// `T` columns of a `[J, stride]` matrix (a block of attention probabilities read in place, for instance).
+    pub fn mad_columns(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32], stride: usize) {
+        mad_strided(width, acc, rows, weights, Strides::columns(stride))
+    }
+
+    /// Both of the above: weight `(t, j)` at `t · strides.token + j · strides.row`.
+    pub(crate) fn mad_strided(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32], strides: Strides) {
+        if width == 0 {
             return;
         }
-        let n_rows = rows.len() / width;
-        for (acc, weights) in acc.chunks_exact_mut(width).zip(weights.chunks_exact(n_rows)) {
-            for (row, &w) in rows.chunks_exact(width).zip(weights) {
+        for (t, acc) in acc.chunks_exact_mut(width).enumerate() {
+            for (j, row) in rows.chunks_exact(width).enumerate() {
+                let w = weights[t * strides.token + j * strides.row];
                 for (a, &x) in acc.iter_mut().zip(row) {
                     *a = fma(x, w, *a);
                 }
@@ -267,24 +301,44 @@ impl Isa {
     /// ([`reference::mad_rows`]; AVX-512 and NEON have kernels of their own here, with the same bits).
     #[inline]
     pub fn mad_rows(self, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
-        // (Zero-width rows have nothing to add; every kernel hands them to the reference, which returns.)
         debug_assert!(
             width == 0
                 || (acc.len().is_multiple_of(width)
                     && rows.len().is_multiple_of(width)
                     && weights.len() == acc.len() / width * (rows.len() / width))
         );
+        self.mad_strided(width, acc, rows, weights, Strides::rows(width, rows))
+    }
+
+    /// `acc[t][d] += Σ_j weights[j][t]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]` and the weights the first
+    /// `T` columns of a `[J, stride]` matrix ([`reference::mad_columns`]; the same bits as [`Isa::mad_rows`] with
+    /// those weights transposed).
+    #[inline]
+    pub fn mad_columns(self, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32], stride: usize) {
+        debug_assert!(
+            width == 0
+                || (acc.len().is_multiple_of(width)
+                    && rows.len().is_multiple_of(width)
+                    && acc.len() / width <= stride
+                    && (rows.is_empty() || weights.len() >= (rows.len() / width - 1) * stride + acc.len() / width))
+        );
+        self.mad_strided(width, acc, rows, weights, Strides::columns(stride))
+    }
+
+    #[inline]
+    fn mad_strided(self, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32], strides: Strides) {
+        // (Zero-width rows have nothing to add; every kernel hands them to the reference, which returns.)
         #[cfg(hearth_x86_simd)]
         match self {
-            Isa::Avx512(token) => return super::x86::float::mad_rows_wide(token, width, acc, rows, weights),
-            Isa::Avx2(token) => return super::x86::float::mad_rows(token, width, acc, rows, weights),
+            Isa::Avx512(token) => return super::x86::float::mad_rows_wide(token, width, acc, rows, weights, strides),
+            Isa::Avx2(token) => return super::x86::float::mad_rows(token, width, acc, rows, weights, strides),
             _ => {}
         }
         #[cfg(target_arch = "aarch64")]
         if let Isa::Neon(token) = self {
-            return super::aarch64::float::mad_rows(token, width, acc, rows, weights);
+            return super::aarch64::float::mad_rows(token, width, acc, rows, weights, strides);
         }
-        reference::mad_rows(width, acc, rows, weights)
+        reference::mad_strided(width, acc, rows, weights, strides)
     }
 
     /// `dst = f32(src)` ([`reference::f16_to_f32`]).

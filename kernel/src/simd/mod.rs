@@ -67,8 +67,8 @@ macro_rules! mad_rows_kernel {
 
             const LANES: usize = $lanes;
 
-            /// `acc[t][v] += Σ_j weights[t][j]·rows[j][v]` for the `T` rows of `acc` (each `vectors` long) and their
-            /// `V` vectors from vector `first`, `weights: [T, J]`.
+            /// `acc[t][v] += Σ_j w(t, j)·rows[j][v]` for the `T` rows of `acc` (each `vectors` long) and their `V`
+            /// vectors from vector `first`, weight `(t, j)` at `t · strides.token + j · strides.row` of `weights`.
             #[inline]
             #[target_feature(enable = $features)]
             fn block<const T: usize, const V: usize>(
@@ -77,9 +77,8 @@ macro_rules! mad_rows_kernel {
                 first: usize,
                 rows: &[[f32; LANES]],
                 weights: &[f32],
+                strides: crate::simd::float::Strides,
             ) {
-                let n_rows = weights.len() / T;
-                let weights: [&[f32]; T] = core::array::from_fn(|t| &weights[t * n_rows..][..n_rows]);
                 // Vector arrays are filled by loops, not `core::array::from_fn`: its closures are not compiled with
                 // this function's features, so they would pass every vector through memory.
                 let mut sums = [[$zero(); V]; T];
@@ -95,8 +94,8 @@ macro_rules! mad_rows_kernel {
                         // SAFETY: as above.
                         *x = unsafe { $load(lanes.as_ptr()) };
                     }
-                    for (sums, weights) in sums.iter_mut().zip(&weights) {
-                        let w = $set1(weights[j]);
+                    for (t, sums) in sums.iter_mut().enumerate() {
+                        let w = $set1(weights[t * strides.token + j * strides.row]);
                         for (sum, x) in sums.iter_mut().zip(&x) {
                             *sum = $fmadd(*x, w, *sum);
                         }
@@ -111,40 +110,43 @@ macro_rules! mad_rows_kernel {
             }
 
             #[target_feature(enable = $features)]
-            pub(super) fn mad_rows(width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+            pub(super) fn mad_rows(
+                width: usize,
+                acc: &mut [f32],
+                rows: &[f32],
+                weights: &[f32],
+                strides: crate::simd::float::Strides,
+            ) {
                 if width == 0 || !width.is_multiple_of(LANES) || rows.is_empty() {
-                    return $fallback(width, acc, rows, weights);
+                    return $fallback(width, acc, rows, weights, strides);
                 }
-                let (vectors, n_rows) = (width / LANES, rows.len() / width);
+                let vectors = width / LANES;
                 let (acc, rows) = (acc.as_chunks_mut::<LANES>().0, rows.as_chunks::<LANES>().0);
                 let blocked = acc.len() / (vectors * $tokens) * $tokens;
                 let (acc_blocks, acc_rest) = acc.split_at_mut(blocked * vectors);
-                let (weight_blocks, weight_rest) = weights.split_at(blocked * n_rows);
+                // Token `t`'s weights start at `t · strides.token`.
+                let from = |t: usize| &weights[t * strides.token..];
                 let spans = vectors / $vectors * $vectors;
                 for first in (0..vectors).step_by($vectors) {
-                    for (acc, weights) in acc_blocks
-                        .chunks_exact_mut($tokens * vectors)
-                        .zip(weight_blocks.chunks_exact($tokens * n_rows))
-                    {
+                    for (b, acc) in acc_blocks.chunks_exact_mut($tokens * vectors).enumerate() {
+                        let weights = from(b * $tokens);
                         if first < spans {
-                            block::<$tokens, $vectors>(acc, vectors, first, rows, weights);
+                            block::<$tokens, $vectors>(acc, vectors, first, rows, weights, strides);
                         } else {
                             for first in first..vectors {
-                                block::<$tokens, 1>(acc, vectors, first, rows, weights);
+                                block::<$tokens, 1>(acc, vectors, first, rows, weights, strides);
                             }
                         }
                     }
                 }
                 let singles = vectors / $single * $single;
-                for (acc, weights) in acc_rest
-                    .chunks_exact_mut(vectors)
-                    .zip(weight_rest.chunks_exact(n_rows))
-                {
+                for (t, acc) in acc_rest.chunks_exact_mut(vectors).enumerate() {
+                    let weights = from(blocked + t);
                     for first in (0..singles).step_by($single) {
-                        block::<1, $single>(acc, vectors, first, rows, weights);
+                        block::<1, $single>(acc, vectors, first, rows, weights, strides);
                     }
                     for first in singles..vectors {
-                        block::<1, 1>(acc, vectors, first, rows, weights);
+                        block::<1, 1>(acc, vectors, first, rows, weights, strides);
                     }
                 }
             }

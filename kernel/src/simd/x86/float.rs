@@ -6,6 +6,7 @@ use core::arch::x86_64::*;
 use half::f16;
 
 use super::{Avx2, Avx512};
+use crate::simd::float::Strides;
 
 /// Defines a safe entry point per kernel; the token proves the CPU features were detected.
 macro_rules! entry {
@@ -41,21 +42,21 @@ entry! {
     fn silu_mul(gate: &mut [f32], up: &[f32]);
 }
 
-/// `acc[t][d] += Σ_j weights[t][j]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, `weights: [T, J]`.
-pub fn mad_rows(_: Avx2, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+/// `acc[t][d] += Σ_j w(t, j)·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, weights where `strides` say.
+pub(crate) fn mad_rows(_: Avx2, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32], strides: Strides) {
     // SAFETY: an `Avx2` token exists only after AVX2, FMA and F16C were detected.
-    unsafe { mad_rows_256::mad_rows(width, acc, rows, weights) }
+    unsafe { mad_rows_256::mad_rows(width, acc, rows, weights, strides) }
 }
 
 /// [`mad_rows`] in 512-bit vectors: the same fused multiply-add chains, so the same bits.
-pub fn mad_rows_wide(_: Avx512, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32]) {
+pub(crate) fn mad_rows_wide(_: Avx512, width: usize, acc: &mut [f32], rows: &[f32], weights: &[f32], strides: Strides) {
     // SAFETY: an `Avx512` token exists only after AVX2, FMA, F16C and AVX-512 F (among others) were detected.
-    unsafe { mad_rows_512::mad_rows(width, acc, rows, weights) }
+    unsafe { mad_rows_512::mad_rows(width, acc, rows, weights, strides) }
 }
 
 mad_rows_kernel!(x86_64, mad_rows_256, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps,
     _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, block: 4 x 2, single: 8,
-    otherwise: crate::simd::float::reference::mad_rows);
+    otherwise: crate::simd::float::reference::mad_strided);
 mad_rows_kernel!(x86_64, mad_rows_512, "avx2,fma,f16c,avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps,
     _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, block: 4 x 4, single: 4,
     otherwise: super::mad_rows_256::mad_rows);
