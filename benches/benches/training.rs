@@ -10,12 +10,18 @@
 //! ways: int8 (the transposed, requantized weights by the kernel's matmul) and float (`mad_rows` over dequantized
 //! tiles). Also in multiply-adds per second.
 //!
+//! Then a training step's attention, forward and backward, over one 512-token example at SmolLM2-135M's heads (9 query
+//! heads on 3 KV heads of 64) and Qwen2.5-Coder-1.5B's (12 on 2 of 128), all threads. In multiply-adds per second
+//! (elements = the causal pairs' `heads × d` multiply-adds of each product: two forward, four backward).
+//!
 //!     cargo bench -p hearth-benches --bench training
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hearth_kernel::GgmlType;
+use hearth_kernel::ops::attention::AttentionParams;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights};
 use hearth_kernel::simd::Isa;
+use hearth_trainer::ops::attention::{attention_backward, attention_forward};
 use hearth_trainer::ops::linear::{Frozen, Transposed, frozen_linear_backward};
 
 /// `(tokens, rows)` of a block and a tile.
@@ -78,5 +84,47 @@ fn input_gradient(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, input_gradient);
+/// `(model, query heads, KV heads, head width)`.
+const ATTENTION_SHAPES: [(&str, usize, usize, usize); 2] = [("smollm2", 9, 3, 64), ("qwen2.5", 12, 2, 128)];
+
+fn attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("training_attention");
+    group.sample_size(10);
+    let isa = Isa::selected();
+    for (model, n_heads, n_kv_heads, head_dim) in ATTENTION_SHAPES {
+        let p = AttentionParams {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            window: None,
+            softcap: None,
+        };
+        let (q, k, v) = (
+            values(TOKENS * n_heads * head_dim, 6),
+            values(TOKENS * n_kv_heads * head_dim, 7),
+            values(TOKENS * n_kv_heads * head_dim, 8),
+        );
+        let d_out = values(q.len(), 9);
+        let (mut out, mut dq, mut dk, mut dv) = (
+            vec![0.0; q.len()],
+            vec![0.0; q.len()],
+            vec![0.0; k.len()],
+            vec![0.0; v.len()],
+        );
+        let pairs = (TOKENS * (TOKENS + 1) / 2 * n_heads * head_dim) as u64;
+        group.throughput(Throughput::Elements(2 * pairs));
+        group.bench_function(BenchmarkId::new(format!("{isa}/forward"), model), |b| {
+            b.iter(|| attention_forward(isa, &p, &q, &k, &v, &mut out).unwrap())
+        });
+        let probs = attention_forward(isa, &p, &q, &k, &v, &mut out).unwrap();
+        group.throughput(Throughput::Elements(4 * pairs));
+        group.bench_function(BenchmarkId::new(format!("{isa}/backward"), model), |b| {
+            b.iter(|| attention_backward(isa, &p, &q, &k, &v, &probs, &d_out, &mut dq, &mut dk, &mut dv).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, input_gradient, attention);
 criterion_main!(benches);

@@ -3,8 +3,14 @@
 //! Shapes: `q, out: [n_tokens, n_heads · head_dim]`, `k, v: [n_tokens, n_kv_heads · head_dim]`; query head `h` reads
 //! KV head `h / (n_heads / n_kv_heads)`. Scores are `scale · q·k` (soft-capped as `cap · tanh(s / cap)` when the
 //! layer says so), masked to the causal past (and to the window of sliding-window layers), softmaxed per row.
-//! The forward keeps the probabilities, `[n_tokens, n_heads, n_tokens]` (12.6 MB for 12 heads × 512 tokens), which
-//! the backward needs; with gradient checkpointing only one block's exist at a time.
+//!
+//! Both passes are blocked matrix products: per head, the sequence is cut into blocks of [`BLOCK`] positions, and each
+//! block of query rows is multiplied with the key blocks it sees, 64 × 64 tiles at a time, by the kernel's `mad_rows`
+//! (register-blocked over 4 rows × 4 vectors, against one row at a time for a matrix–vector product). The forward
+//! keeps the probabilities the backward needs, one `[rows, keys seen]` matrix per block of rows and head (see
+//! [`Layout`]): 5.3 MB for SmolLM2's 9 heads × 512 tokens; with gradient checkpointing only one block's exist at a time.
+
+use core::ops::Range;
 
 use hearth_kernel::ops::attention::AttentionParams;
 use hearth_kernel::simd::Isa;
@@ -12,15 +18,11 @@ use rayon::prelude::*;
 
 use super::{OpError, expect_len};
 
-/// Key positions one task of the backward's key side owns (their `dk`, `dv` rows stay in L1 while the rows that see
-/// them pass).
-const KEY_BLOCK: usize = 16;
-
-/// Query rows the key side takes at once: the width of the transposed gradient block `mad_rows` reads.
-const QUERY_BLOCK: usize = 64;
+/// Positions per block of query rows and per tile of keys: four AVX-512 vectors (eight AVX2 ones) of a tile's row.
+const BLOCK: usize = 64;
 
 /// The positions token `t` sees.
-fn visible(p: &AttentionParams, t: usize) -> core::ops::Range<usize> {
+fn visible(p: &AttentionParams, t: usize) -> Range<usize> {
     p.window.map_or(0, |w| (t + 1).saturating_sub(w))..t + 1
 }
 
@@ -32,6 +34,60 @@ fn score(p: &AttentionParams, dot: f32) -> (f32, f32) {
             let t = (dot * (p.scale / cap)).tanh();
             (cap * t, p.scale * (1.0 - t * t))
         }
+    }
+}
+
+/// A block of query rows and the keys its rows see, from the start of the first key block any of them sees to the
+/// last row: its probabilities (and their gradients) are a `[rows, keys]` matrix.
+struct RowBlock {
+    rows: Range<usize>,
+    keys: Range<usize>,
+    /// Where the matrix starts in a head's share of the probabilities.
+    offset: usize,
+}
+
+impl RowBlock {
+    fn len(&self) -> usize {
+        self.rows.len() * self.keys.len()
+    }
+
+    /// The key blocks (of [`BLOCK`] positions) the rows see.
+    fn key_blocks(&self) -> Range<usize> {
+        self.keys.start / BLOCK..self.keys.end.div_ceil(BLOCK)
+    }
+
+    /// Row `t`'s visible positions as columns of the block's matrix.
+    fn columns(&self, p: &AttentionParams, t: usize) -> Range<usize> {
+        let seen = visible(p, t);
+        seen.start - self.keys.start..seen.end - self.keys.start
+    }
+}
+
+/// How the probabilities of a sequence are laid out: `[n_heads, per_head]`, each head's share the matrices of its
+/// row blocks one after the other. Only what some row sees is kept (about half of `n_tokens²` per head).
+struct Layout {
+    blocks: Vec<RowBlock>,
+    per_head: usize,
+}
+
+impl Layout {
+    fn new(p: &AttentionParams, n: usize) -> Layout {
+        let mut per_head = 0;
+        let blocks = (0..n)
+            .step_by(BLOCK)
+            .map(|first| {
+                let rows = first..(first + BLOCK).min(n);
+                let keys = visible(p, first).start / BLOCK * BLOCK..rows.end;
+                let block = RowBlock {
+                    rows,
+                    keys,
+                    offset: per_head,
+                };
+                per_head += block.len();
+                block
+            })
+            .collect();
+        Layout { blocks, per_head }
     }
 }
 
@@ -56,6 +112,105 @@ fn by_token(x: &[f32], heads: usize, d: usize, out: &mut [f32]) {
             out[h * d..][..d].copy_from_slice(x);
         }
     }
+}
+
+/// `x: [n_tokens, heads · d]` as transposed key blocks, `[heads, blocks, d, BLOCK]` (the last block padded with
+/// zeros): the right-hand sides of a block of rows' products with the keys (or values).
+fn panels(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
+    let n = x.len() / (heads * d);
+    let blocks = n.div_ceil(BLOCK);
+    let mut out = vec![0.0f32; heads * blocks * d * BLOCK];
+    for (t, x) in x.chunks_exact(heads * d).enumerate() {
+        for (h, x) in x.chunks_exact(d).enumerate() {
+            let panel = &mut out[(h * blocks + t / BLOCK) * d * BLOCK..][..d * BLOCK];
+            for (i, &x) in x.iter().enumerate() {
+                panel[i * BLOCK + t % BLOCK] = x;
+            }
+        }
+    }
+    out
+}
+
+/// The inputs of both passes, rearranged for blocked products.
+struct Operands {
+    d: usize,
+    /// Query heads per KV head.
+    group: usize,
+    n: usize,
+    /// `[n_heads, n, d]`.
+    queries: Vec<f32>,
+    /// `[n_kv_heads, n, d]`.
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    /// The keys as [`panels`].
+    key_panels: Vec<f32>,
+}
+
+impl Operands {
+    fn new(p: &AttentionParams, n: usize, q: &[f32], k: &[f32], v: &[f32]) -> Operands {
+        let d = p.head_dim;
+        Operands {
+            d,
+            group: p.n_heads / p.n_kv_heads,
+            n,
+            queries: by_head(q, p.n_heads, d),
+            keys: by_head(k, p.n_kv_heads, d),
+            values: by_head(v, p.n_kv_heads, d),
+            key_panels: panels(k, p.n_kv_heads, d),
+        }
+    }
+
+    /// Rows `rows` of head `h` of a `[heads, n, d]` array.
+    fn rows<'a>(&self, x: &'a [f32], h: usize, rows: Range<usize>) -> &'a [f32] {
+        &x[(h * self.n + rows.start) * self.d..(h * self.n + rows.end) * self.d]
+    }
+
+    /// KV head `kv_head`'s panels of `x` (from [`panels`]).
+    fn panels<'a>(&self, x: &'a [f32], kv_head: usize) -> &'a [f32] {
+        let size = self.n.div_ceil(BLOCK) * self.d * BLOCK;
+        &x[kv_head * size..][..size]
+    }
+}
+
+/// `out[r][c] = a_r · x_(keys.start + c)` for the block's rows `a: [rows, d]` and the keys it sees, from their
+/// `panels` (one KV head's), a 64 × 64 tile at a time; `tile` is scratch.
+fn products(isa: Isa, block: &RowBlock, a: &[f32], panels: &[f32], d: usize, tile: &mut [f32], out: &mut [f32]) {
+    let (rows, width) = (block.rows.len(), block.keys.len());
+    let tile = &mut tile[..rows * BLOCK];
+    for key_block in block.key_blocks() {
+        tile.fill(0.0);
+        isa.mad_rows(BLOCK, tile, &panels[key_block * d * BLOCK..][..d * BLOCK], a);
+        let first = key_block * BLOCK - block.keys.start;
+        let columns = BLOCK.min(width - first);
+        for (out, tile) in out.chunks_exact_mut(width).zip(tile.chunks_exact(BLOCK)) {
+            out[first..][..columns].copy_from_slice(&tile[..columns]);
+        }
+    }
+}
+
+/// One task per head and block of rows: the block's matrix (of probabilities or their gradients) and its rows of a
+/// `[heads, n, d]` output.
+fn row_tasks<'a>(
+    layout: &'a Layout,
+    d: usize,
+    matrices: &'a mut [f32],
+    outputs: &'a mut [f32],
+) -> Vec<(usize, &'a RowBlock, &'a mut [f32], &'a mut [f32])> {
+    let n = layout.blocks.last().map_or(0, |b| b.rows.end);
+    let mut tasks = Vec::new();
+    for (h, (mut matrices, mut outputs)) in matrices
+        .chunks_exact_mut(layout.per_head)
+        .zip(outputs.chunks_exact_mut(n * d))
+        .enumerate()
+    {
+        for block in &layout.blocks {
+            let (matrix, rest) = core::mem::take(&mut matrices).split_at_mut(block.len());
+            let (output, rest_out) = core::mem::take(&mut outputs).split_at_mut(block.rows.len() * d);
+            (matrices, outputs) = (rest, rest_out);
+            tasks.push((h, block, matrix, output));
+        }
+    }
+    tasks
 }
 
 fn check_shapes(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32]) -> Result<usize, OpError> {
@@ -87,26 +242,33 @@ pub fn attention_forward(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let (d, group, width) = (p.head_dim, p.n_heads / p.n_kv_heads, p.n_heads * p.head_dim);
-    let (keys, values) = (by_head(k, p.n_kv_heads, d), by_head(v, p.n_kv_heads, d));
-    let mut probs = vec![0.0f32; n * p.n_heads * n];
-    out.par_chunks_mut(width)
-        .zip(probs.par_chunks_mut(p.n_heads * n))
-        .enumerate()
-        .for_each(|(t, (out, probs))| {
-            let seen = visible(p, t);
-            for (h, (out, row)) in out.chunks_exact_mut(d).zip(probs.chunks_exact_mut(n)).enumerate() {
-                let rows = (h / group * n + seen.start) * d..(h / group * n + seen.end) * d;
-                let row = &mut row[seen.clone()];
-                isa.dot_rows(&keys[rows.clone()], &q[t * width + h * d..][..d], row);
-                row.iter_mut().for_each(|s| *s = score(p, *s).0);
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                let inverse = (1.0 / isa.exp_sum(row, max)) as f32;
-                row.iter_mut().for_each(|x| *x *= inverse);
-                out.fill(0.0);
-                isa.mad_rows(d, out, &values[rows], row);
-            }
-        });
+    let x = Operands::new(p, n, q, k, v);
+    let layout = Layout::new(p, n);
+    let d = x.d;
+    let mut probs = vec![0.0f32; p.n_heads * layout.per_head];
+    let mut out_heads = vec![0.0f32; q.len()];
+    row_tasks(&layout, d, &mut probs, &mut out_heads)
+        .into_par_iter()
+        .for_each_init(
+            || vec![0.0f32; BLOCK * BLOCK],
+            |tile, (h, block, probs, out)| {
+                let kv_head = h / x.group;
+                let queries = x.rows(&x.queries, h, block.rows.clone());
+                products(isa, block, queries, x.panels(&x.key_panels, kv_head), d, tile, probs);
+                for (t, row) in block.rows.clone().zip(probs.chunks_exact_mut(block.keys.len())) {
+                    let seen = block.columns(p, t);
+                    row[..seen.start].fill(0.0);
+                    row[seen.end..].fill(0.0);
+                    let row = &mut row[seen];
+                    row.iter_mut().for_each(|s| *s = score(p, *s).0);
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                    let inverse = (1.0 / isa.exp_sum(row, max)) as f32;
+                    row.iter_mut().for_each(|x| *x *= inverse);
+                }
+                isa.mad_rows(d, out, x.rows(&x.values, kv_head, block.keys.clone()), probs);
+            },
+        );
+    by_token(&out_heads, p.n_heads, d, out);
     Ok(probs)
 }
 
@@ -114,8 +276,9 @@ pub fn attention_forward(
 ///
 /// Per row: `dP_j = d_out·v_j`, `dS_j = P_j (dP_j − Σ_i P_i dP_i)`, and through the score function the dot product's
 /// gradient `dZ_j`; then `dq = Σ_j dZ_j k_j`, `dk_j = Σ_rows dZ_j q`, `dv_j = Σ_rows P_j d_out`. The query side runs
-/// in parallel over rows; the key/value side over blocks of key positions per KV head, each summing the rows that
-/// see it a block at a time from transposed blocks of `dZ` and `P`, so no two threads add to the same gradient.
+/// in parallel over heads and blocks of rows; the key/value side over KV heads and blocks of key positions, each
+/// summing the blocks of rows that see it from transposed tiles of `dZ` and `P`, so no two threads add to the same
+/// gradient.
 #[allow(clippy::too_many_arguments)] // Three inputs, their three gradients, the output's gradient and the saved probabilities.
 pub fn attention_backward(
     isa: Isa,
@@ -130,7 +293,8 @@ pub fn attention_backward(
     dv: &mut [f32],
 ) -> Result<(), OpError> {
     let n = check_shapes(p, q, k, v)?;
-    expect_len("attention probabilities", probs.len(), n * p.n_heads * n)?;
+    let layout = Layout::new(p, n);
+    expect_len("attention probabilities", probs.len(), p.n_heads * layout.per_head)?;
     expect_len("attention output gradient", d_out.len(), q.len())?;
     expect_len("query gradient", dq.len(), q.len())?;
     expect_len("key gradient", dk.len(), k.len())?;
@@ -138,28 +302,41 @@ pub fn attention_backward(
     if n == 0 {
         return Ok(());
     }
-    let (d, group, width) = (p.head_dim, p.n_heads / p.n_kv_heads, p.n_heads * p.head_dim);
-    let (keys, values) = (by_head(k, p.n_kv_heads, d), by_head(v, p.n_kv_heads, d));
+    let x = Operands::new(p, n, q, k, v);
+    let d = x.d;
+    let (d_outs, value_panels) = (by_head(d_out, p.n_heads, d), panels(v, p.n_kv_heads, d));
     // dZ, laid out like the probabilities (zero where masked, as they are).
     let mut dz = vec![0.0f32; probs.len()];
-    dq.par_chunks_mut(width)
-        .zip(dz.par_chunks_mut(p.n_heads * n))
-        .enumerate()
+    let mut dq_heads = vec![0.0f32; q.len()];
+    row_tasks(&layout, d, &mut dz, &mut dq_heads)
+        .into_par_iter()
         .for_each_init(
-            || vec![0.0f32; n],
-            |dots, (t, (dq, dz))| {
-                let seen = visible(p, t);
-                for (h, (dq, dz)) in dq.chunks_exact_mut(d).zip(dz.chunks_exact_mut(n)).enumerate() {
-                    let rows = (h / group * n + seen.start) * d..(h / group * n + seen.end) * d;
-                    let at = t * width + h * d;
-                    let probs = &probs[(t * p.n_heads + h) * n..][seen.clone()];
-                    let dz = &mut dz[seen.clone()];
-                    isa.dot_rows(&values[rows.clone()], &d_out[at..][..d], dz); // dP for now
+            || (vec![0.0f32; BLOCK * BLOCK], Vec::new()),
+            |(tile, dots), (h, block, dz, dq)| {
+                let kv_head = h / x.group;
+                let probs = &probs[h * layout.per_head + block.offset..][..block.len()];
+                let d_outs = x.rows(&d_outs, h, block.rows.clone());
+                products(isa, block, d_outs, x.panels(&value_panels, kv_head), d, tile, dz); // dP for now
+                if p.softcap.is_some() {
+                    dots.resize(block.len(), 0.0);
+                    let queries = x.rows(&x.queries, h, block.rows.clone());
+                    products(isa, block, queries, x.panels(&x.key_panels, kv_head), d, tile, dots);
+                }
+                let width = block.keys.len();
+                for (r, (t, (dz, probs))) in block
+                    .rows
+                    .clone()
+                    .zip(dz.chunks_exact_mut(width).zip(probs.chunks_exact(width)))
+                    .enumerate()
+                {
+                    let seen = block.columns(p, t);
+                    dz[..seen.start].fill(0.0);
+                    dz[seen.end..].fill(0.0);
+                    let (dz, probs) = (&mut dz[seen.clone()], &probs[seen.clone()]);
                     let weighted: f32 = probs.iter().zip(&*dz).map(|(p, dp)| p * dp).sum();
                     if p.softcap.is_some() {
-                        let dots = &mut dots[seen.clone()];
-                        isa.dot_rows(&keys[rows.clone()], &q[at..][..d], dots);
-                        for ((dz, prob), &dot) in dz.iter_mut().zip(probs).zip(&*dots) {
+                        let dots = &dots[r * width..][seen];
+                        for ((dz, prob), &dot) in dz.iter_mut().zip(probs).zip(dots) {
                             *dz = prob * (*dz - weighted) * score(p, dot).1;
                         }
                     } else {
@@ -167,12 +344,12 @@ pub fn attention_backward(
                             *dz = prob * (*dz - weighted) * p.scale;
                         }
                     }
-                    dq.fill(0.0);
-                    isa.mad_rows(d, dq, &keys[rows], dz);
                 }
+                isa.mad_rows(d, dq, x.rows(&x.keys, kv_head, block.keys.clone()), dz);
             },
         );
-    let (queries, d_outs) = (by_head(q, p.n_heads, d), by_head(d_out, p.n_heads, d));
+    by_token(&dq_heads, p.n_heads, d, dq);
+
     let (mut dk_heads, mut dv_heads) = (vec![0.0f32; k.len()], vec![0.0f32; v.len()]);
     dk_heads
         .par_chunks_mut(n * d)
@@ -180,43 +357,25 @@ pub fn attention_backward(
         .enumerate()
         .for_each(|(kv_head, (dk_head, dv_head))| {
             dk_head
-                .par_chunks_mut(KEY_BLOCK * d)
-                .zip(dv_head.par_chunks_mut(KEY_BLOCK * d))
+                .par_chunks_mut(BLOCK * d)
+                .zip(dv_head.par_chunks_mut(BLOCK * d))
                 .enumerate()
-                .for_each_init(
-                    || {
-                        (
-                            vec![0.0f32; KEY_BLOCK * QUERY_BLOCK],
-                            vec![0.0f32; KEY_BLOCK * QUERY_BLOCK],
-                        )
-                    },
-                    |(dz_block, prob_block), (block, (dk_block, dv_block))| {
-                        let positions = block * KEY_BLOCK..(block * KEY_BLOCK + KEY_BLOCK).min(n);
-                        // The rows that see a position of the block: from its first to the last its window reaches.
-                        let last_row = p.window.map_or(n, |w| (positions.end - 1 + w).min(n));
-                        for rows in (positions.start..last_row).step_by(QUERY_BLOCK) {
-                            let rows = rows..(rows + QUERY_BLOCK).min(last_row);
-                            let (dz_block, prob_block) = (
-                                &mut dz_block[..positions.len() * rows.len()],
-                                &mut prob_block[..positions.len() * rows.len()],
-                            );
-                            for h in kv_head * group..(kv_head + 1) * group {
-                                // `[positions, rows]` blocks of dZ and P: the weights of each position's sum over
-                                // the rows.
-                                for (r, t) in rows.clone().enumerate() {
-                                    let at = (t * p.n_heads + h) * n;
-                                    for (j, position) in positions.clone().enumerate() {
-                                        dz_block[j * rows.len() + r] = dz[at + position];
-                                        prob_block[j * rows.len() + r] = probs[at + position];
-                                    }
-                                }
-                                let head_rows = (h * n + rows.start) * d..(h * n + rows.end) * d;
-                                isa.mad_rows(d, dk_block, &queries[head_rows.clone()], dz_block);
-                                isa.mad_rows(d, dv_block, &d_outs[head_rows], prob_block);
-                            }
+                .for_each(|(key_block, (dk, dv))| {
+                    let positions = key_block * BLOCK..(key_block * BLOCK + BLOCK).min(n);
+                    for block in layout.blocks[key_block..]
+                        .iter()
+                        .filter(|b| b.keys.start <= positions.start)
+                    {
+                        for h in kv_head * x.group..(kv_head + 1) * x.group {
+                            // The block's columns for these positions, `[rows, positions]` of dZ and P (read
+                            // transposed): the weights of each position's sum over the rows.
+                            let at = h * layout.per_head + block.offset + positions.start - block.keys.start;
+                            let width = block.keys.len();
+                            isa.mad_columns(d, dk, x.rows(&x.queries, h, block.rows.clone()), &dz[at..], width);
+                            isa.mad_columns(d, dv, x.rows(&d_outs, h, block.rows.clone()), &probs[at..], width);
                         }
-                    },
-                );
+                    }
+                });
         });
     by_token(&dk_heads, p.n_kv_heads, d, dk);
     by_token(&dv_heads, p.n_kv_heads, d, dv);
@@ -296,7 +455,8 @@ mod tests {
 
     #[test]
     fn blocks_of_positions_and_rows_add_up_over_a_longer_sequence() {
-        // 70 tokens: the key side's blocks of 16 positions and 64 rows, each with a partial one; 16-wide heads.
+        // 150 tokens: three blocks of 64 positions, the last one partial; 16-wide heads. With a window of 20 the last
+        // block's rows see nothing of the first key block, so its matrix starts at key 64.
         let params = AttentionParams {
             n_heads: 4,
             n_kv_heads: 2,
@@ -305,16 +465,13 @@ mod tests {
             window: None,
             softcap: None,
         };
-        check(params, 13, 70, 7);
-        check(
-            AttentionParams {
-                window: Some(20),
-                ..params
-            },
-            14,
-            70,
-            7,
-        );
+        check(params, 13, 150, 7);
+        let windowed = AttentionParams {
+            window: Some(20),
+            ..params
+        };
+        assert_eq!(Layout::new(&windowed, 150).blocks[2].keys, 64..150);
+        check(windowed, 14, 150, 7);
     }
 
     #[test]
