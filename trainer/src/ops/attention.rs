@@ -8,7 +8,8 @@
 //! block of query rows is multiplied with the key blocks it sees, 64 × 64 tiles at a time, by the kernel's `mad_rows`
 //! (register-blocked over 4 rows × 4 vectors, against one row at a time for a matrix–vector product). The forward
 //! keeps the probabilities the backward needs, one `[rows, keys seen]` matrix per block of rows and head (see
-//! [`Layout`]): 5.3 MB for SmolLM2's 9 heads × 512 tokens; with gradient checkpointing only one block's exist at a time.
+//! [`Layout`]): 5.3 MB for SmolLM2's 9 heads × 512 tokens; with gradient checkpointing only one transformer block's
+//! exist at a time.
 
 use core::ops::Range;
 
@@ -277,8 +278,8 @@ pub fn attention_forward(
 /// Per row: `dP_j = d_out·v_j`, `dS_j = P_j (dP_j − Σ_i P_i dP_i)`, and through the score function the dot product's
 /// gradient `dZ_j`; then `dq = Σ_j dZ_j k_j`, `dk_j = Σ_rows dZ_j q`, `dv_j = Σ_rows P_j d_out`. The query side runs
 /// in parallel over heads and blocks of rows; the key/value side over KV heads and blocks of key positions, each
-/// summing the blocks of rows that see it from transposed tiles of `dZ` and `P`, so no two threads add to the same
-/// gradient.
+/// summing the blocks of rows that see it with their columns of `dZ` and `P` as weights (read in place, transposed),
+/// so no two threads add to the same gradient.
 #[allow(clippy::too_many_arguments)] // Three inputs, their three gradients, the output's gradient and the saved probabilities.
 pub fn attention_backward(
     isa: Isa,
