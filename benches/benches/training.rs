@@ -92,14 +92,7 @@ fn attention(c: &mut Criterion) {
     group.sample_size(10);
     let isa = Isa::selected();
     for (model, n_heads, n_kv_heads, head_dim) in ATTENTION_SHAPES {
-        let p = AttentionParams {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            scale: 1.0 / (head_dim as f32).sqrt(),
-            window: None,
-            softcap: None,
-        };
+        let p = AttentionParams::global(n_heads, n_kv_heads, head_dim);
         let (q, k, v) = (
             values(TOKENS * n_heads * head_dim, 6),
             values(TOKENS * n_kv_heads * head_dim, 7),

@@ -159,14 +159,7 @@ impl<'a> Model<'a> {
         let (mut k, mut v) = (vec![0f32; n * kv_dim], vec![0f32; n * kv_dim]);
         let (mut gate, mut up) = (vec![0f32; n * c.ff_dim], vec![0f32; n * c.ff_dim]);
         let mut angles = vec![0f32; c.rope.n_rot];
-        let params = AttentionParams {
-            n_heads: c.n_heads,
-            n_kv_heads: c.n_kv_heads,
-            head_dim: hd,
-            scale: 1.0 / (hd as f32).sqrt(),
-            window: None,
-            softcap: None,
-        };
+        let params = AttentionParams::global(c.n_heads, c.n_kv_heads, hd);
         for (li, layer) in self.layers.iter().enumerate() {
             norm::rms_norm_into(&x, &layer.attn_norm, c.eps, &mut h)?;
             matmul(isa, &layer.wq, &h, &mut q, &mut scratch)?;

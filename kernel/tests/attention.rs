@@ -128,22 +128,11 @@ fn check(
     }
 }
 
-fn params(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionParams {
-    AttentionParams {
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-        window: None,
-        softcap: None,
-    }
-}
-
 #[test]
 fn prefill_from_empty_cache_is_causal_with_gqa() {
     run(&Case {
         kind: KvType::F16,
-        p: params(6, 2, 64),
+        p: AttentionParams::global(6, 2, 64),
         first_pos: 0,
         n_tokens: 9,
     });
@@ -153,7 +142,7 @@ fn prefill_from_empty_cache_is_causal_with_gqa() {
 fn decode_at_depth_over_a_long_context() {
     run(&Case {
         kind: KvType::F16,
-        p: params(4, 1, 128),
+        p: AttentionParams::global(4, 1, 128),
         first_pos: 3000,
         n_tokens: 1,
     });
@@ -164,13 +153,13 @@ fn a_batch_crossing_into_the_long_range_path_with_gqa() {
     // The first tokens see fewer than LONG_RANGE positions, the rest more, in segments of 512 (the last partial).
     run(&Case {
         kind: KvType::F16,
-        p: params(6, 2, 64),
+        p: AttentionParams::global(6, 2, 64),
         first_pos: LONG_RANGE - 4,
         n_tokens: 9,
     });
     run(&Case {
         kind: KvType::F16,
-        p: params(6, 2, 64),
+        p: AttentionParams::global(6, 2, 64),
         first_pos: 1300,
         n_tokens: 2,
     });
@@ -180,7 +169,7 @@ fn a_batch_crossing_into_the_long_range_path_with_gqa() {
 fn decode_with_a_sliding_window_longer_than_the_long_range() {
     let p = AttentionParams {
         window: Some(1100),
-        ..params(4, 2, 64)
+        ..AttentionParams::global(4, 2, 64)
     };
     run(&Case {
         kind: KvType::F16,
@@ -194,7 +183,7 @@ fn decode_with_a_sliding_window_longer_than_the_long_range() {
 fn prefill_continuing_a_cached_prefix() {
     run(&Case {
         kind: KvType::F16,
-        p: params(4, 4, 32),
+        p: AttentionParams::global(4, 4, 32),
         first_pos: 40,
         n_tokens: 7,
     });
@@ -204,7 +193,7 @@ fn prefill_continuing_a_cached_prefix() {
 fn sliding_window_sees_only_recent_positions() {
     let p = AttentionParams {
         window: Some(16),
-        ..params(4, 2, 64)
+        ..AttentionParams::global(4, 2, 64)
     };
     run(&Case {
         kind: KvType::F16,
@@ -219,7 +208,7 @@ fn soft_capped_scores() {
     let p = AttentionParams {
         softcap: Some(5.0),
         scale: 1.0,
-        ..params(2, 1, 64)
+        ..AttentionParams::global(2, 1, 64)
     };
     run(&Case {
         kind: KvType::F16,
@@ -234,7 +223,7 @@ fn tiled_prefill_of_a_long_batch() {
     // Not a multiple of the tile, starting mid-tile after a cached prefix.
     run(&Case {
         kind: KvType::F16,
-        p: params(6, 2, 64),
+        p: AttentionParams::global(6, 2, 64),
         first_pos: 30,
         n_tokens: 150,
     });
@@ -244,7 +233,7 @@ fn tiled_prefill_of_a_long_batch() {
 fn tiled_prefill_with_a_sliding_window() {
     let p = AttentionParams {
         window: Some(40),
-        ..params(4, 2, 64)
+        ..AttentionParams::global(4, 2, 64)
     };
     run(&Case {
         kind: KvType::F16,
@@ -258,7 +247,7 @@ fn tiled_prefill_with_a_sliding_window() {
 fn q8_0_cache() {
     run(&Case {
         kind: KvType::Q8_0,
-        p: params(8, 2, 64),
+        p: AttentionParams::global(8, 2, 64),
         first_pos: 100,
         n_tokens: 5,
     });
@@ -269,9 +258,10 @@ fn bad_shapes_are_errors() {
     let cache = KvCache::new(KvType::F16, 1, 2, 64, 8).unwrap();
     let mut out = vec![0f32; 4 * 64];
     let isa = Isa::Scalar;
-    assert!(attention(isa, &params(4, 3, 64), &[0.0; 256], &cache, 0, 0, &mut out).is_err());
-    assert!(attention(isa, &params(4, 2, 64), &[0.0; 256], &cache, 1, 0, &mut out).is_err());
-    assert!(attention(isa, &params(4, 2, 64), &[0.0; 256], &cache, 0, 8, &mut out).is_err());
+    let (p, uneven_groups) = (AttentionParams::global(4, 2, 64), AttentionParams::global(4, 3, 64));
+    assert!(attention(isa, &uneven_groups, &[0.0; 256], &cache, 0, 0, &mut out).is_err());
+    assert!(attention(isa, &p, &[0.0; 256], &cache, 1, 0, &mut out).is_err());
+    assert!(attention(isa, &p, &[0.0; 256], &cache, 0, 8, &mut out).is_err());
     assert!(KvCache::new(KvType::Q8_0, 1, 1, 48, 4).is_err());
     let mut cache = cache;
     assert!(cache.store(0, 8, &[0.0; 128], &[0.0; 128]).is_err());

@@ -66,6 +66,18 @@ pub struct AttentionParams {
 }
 
 impl AttentionParams {
+    /// Global attention, neither windowed nor soft-capped, with scores scaled by `1/sqrt(head_dim)`.
+    pub fn global(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionParams {
+        AttentionParams {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / libm::sqrtf(head_dim as f32),
+            window: None,
+            softcap: None,
+        }
+    }
+
     /// The positions the token at `pos` attends to.
     fn visible(&self, pos: usize) -> core::ops::RangeInclusive<usize> {
         self.window.map_or(0, |w| (pos + 1).saturating_sub(w))..=pos
