@@ -254,7 +254,7 @@ fn command_result(
             if !chat.set_retrieval(on) {
                 anyhow::bail!("no project to retrieve from (start hearth chat in a git repository or with --project)");
             }
-            out.status(&format!("retrieval {}", if on { "on" } else { "off" }))?;
+            out.status(&format!("retrieval: {}", if on { "on" } else { "off" }))?;
         }
         "overflow" => {
             let policy = match arg {
