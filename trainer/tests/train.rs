@@ -39,12 +39,12 @@ fn windows(tokens: &[u32], len: usize) -> Vec<Example> {
         .collect()
 }
 
-/// An adapter as training leaves it: `B` no longer zero.
-fn trained_looking_adapter(model: &Model<'_>, seed: u64) -> LoraAdapter {
+/// An adapter as training leaves it: `B` no longer zero but uniform in `±b_bound`.
+fn trained_looking_adapter(model: &Model<'_>, seed: u64, b_bound: f32) -> LoraAdapter {
     let mut rng = Rng(seed);
     let mut adapter = fresh_adapter(model, 4, 8.0, &Projection::ALL, &mut rng);
     for pair in adapter.layers.iter_mut().flat_map(|l| l.0.iter_mut().flatten()) {
-        pair.b = rng.vec(pair.b.len(), 0.2);
+        pair.b = rng.vec(pair.b.len(), b_bound);
     }
     adapter
 }
@@ -75,7 +75,7 @@ fn a_saved_adapter_loads_back_and_the_runtime_applies_it_as_training_computes_it
     let mut model = Model::load(&file).unwrap();
     let tokens = Tokenizer::from_gguf(file.gguf()).unwrap().encode(TEXT, false, false);
     let example = Example::next_tokens(&tokens[100..229], |_| true);
-    let adapter = trained_looking_adapter(&model, 5);
+    let adapter = trained_looking_adapter(&model, 5, 0.2);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("adapter.gguf");
     adapter.save(&path, model.config().arch.name()).unwrap();
@@ -120,7 +120,7 @@ fn a_saved_adapter_loads_back_and_the_runtime_applies_it_as_training_computes_it
 fn checkpointing_changes_what_is_kept_not_the_gradients() {
     with_model(|model, tokens| {
         // Fresh adapters have B = 0, which leaves A without a gradient.
-        let adapter = trained_looking_adapter(model, 3);
+        let adapter = trained_looking_adapter(model, 3, 0.2);
         let example = Example::next_tokens(&tokens[..40], |i| i % 3 != 0);
         let mut trainee = Trainee::new(model, Isa::best(), InputGradients::Int8, &mut NoProgress).unwrap();
         let run = |trainee: &mut Trainee<'_, '_>, memory| {
@@ -144,11 +144,11 @@ fn checkpointing_changes_what_is_kept_not_the_gradients() {
 /// The adapter's gradients as training computes them by default (8-bit copies of the weights: the input gradients
 /// through transposes, and on AMX the forward too) against those of the model's weights as they dequantize, kept in
 /// f16 and multiplied in float with unrounded activations: the same direction and size, tensor by tensor, through
-/// 30 blocks. Measured on this example (cosine minimum / mean, norm ratios): AVX-512 VNNI 0.948 / 0.9966,
-/// 0.937–1.200; AMX 0.961 / 0.9950, 0.912–1.191 (with 64 values per scale instead of 32, 0.919 / 0.9910 and a ratio
-/// of 1.49); float input gradients of the quantized model 0.964 / 0.9974. Without the power-of-two scaling of each
-/// token's gradient before its Q8_0 rounding, f16 block scales flush small gradients, and the last block's cosines
-/// fall to 0.57.
+/// 30 blocks. Measured on this example (cosine minimum / mean, norm ratios): AMX 0.969 / 0.9957, 0.890–1.129;
+/// AVX-512 VNNI (`HEARTH_AMX=off`) 0.978 / 0.9965, 0.922–1.083. With `B` in ±0.2 instead of ±0.1 the adapter drives
+/// some activations to 10⁴, and the smallest gradients (the `k` projections' `A`) move by up to 25 % with the
+/// summation order of the LoRA products alone. Without the power-of-two scaling of each token's gradient before its
+/// Q8_0 rounding, f16 block scales flush small gradients, and the last block's cosines fall to 0.57.
 #[test]
 fn int8_gradients_point_where_those_of_the_unrounded_weights_do() {
     let file = model_file();
@@ -160,7 +160,7 @@ fn int8_gradients_point_where_those_of_the_unrounded_weights_do() {
     let tokens = Tokenizer::from_gguf(file.gguf()).unwrap().encode(TEXT, false, false);
     let example = Example::next_tokens(&tokens[200..330], |_| true);
     let gradients = |model: &Model<'_>, input_gradients| {
-        let adapter = trained_looking_adapter(model, 4);
+        let adapter = trained_looking_adapter(model, 4, 0.1);
         let mut trainee = Trainee::new(model, Isa::best(), input_gradients, &mut NoProgress).unwrap();
         let mut grads = adapter.zeros_like();
         trainee
@@ -171,23 +171,38 @@ fn int8_gradients_point_where_those_of_the_unrounded_weights_do() {
     let int8 = gradients(&model, InputGradients::Int8);
     let reference = gradients(&reference, InputGradients::Float);
     let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-    let mut cosines = Vec::new();
+    // (block, projection, matrix, cosine, norm ratio) for every adapter tensor.
+    let mut agreement = Vec::new();
     for (layer, (int8, reference)) in int8.layers.iter().zip(&reference.layers).enumerate() {
         for target in Projection::ALL {
             let (int8, reference) = (int8.get(target).unwrap(), reference.get(target).unwrap());
             for (matrix, a, b) in [("A", &int8.a, &reference.a), ("B", &int8.b, &reference.b)] {
                 let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
-                let (cosine, ratio) = (dot / (norm(a) * norm(b)), norm(a) / norm(b));
-                assert!(
-                    cosine > 0.9 && (0.8..1.25).contains(&ratio),
-                    "block {layer} {} {matrix}: cosine {cosine:.5}, norm ratio {ratio:.4}",
-                    target.name()
-                );
-                cosines.push(cosine);
+                agreement.push((
+                    layer,
+                    target.name(),
+                    matrix,
+                    dot / (norm(a) * norm(b)),
+                    norm(a) / norm(b),
+                ));
             }
         }
     }
-    let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    let cosines = || agreement.iter().map(|a| a.3);
+    let ratios = || agreement.iter().map(|a| a.4);
+    let mean = cosines().sum::<f64>() / agreement.len() as f64;
+    eprintln!(
+        "cosines: min {:.5}, mean {mean:.5}; norm ratios {:.4}–{:.4}",
+        cosines().fold(f64::INFINITY, f64::min),
+        ratios().fold(f64::INFINITY, f64::min),
+        ratios().fold(0.0, f64::max)
+    );
+    for (layer, target, matrix, cosine, ratio) in &agreement {
+        assert!(
+            *cosine > 0.9 && (0.8..1.25).contains(ratio),
+            "block {layer} {target} {matrix}: cosine {cosine:.5}, norm ratio {ratio:.4}"
+        );
+    }
     assert!(mean > 0.99, "mean cosine {mean:.5}");
 }
 
@@ -422,16 +437,14 @@ fn fill_in_the_middle_samples_cut_a_definition_and_learn_only_its_middle() {
 #[test]
 fn a_merged_model_computes_what_the_model_with_its_adapter_does() {
     let file = model_file();
-    let mut model = Model::load(&file).unwrap();
     let tokens = Tokenizer::from_gguf(file.gguf()).unwrap().encode(TEXT, false, false);
     let example = Example::next_tokens(&tokens[300..429], |_| true);
     let dir = tempfile::tempdir().unwrap();
     let adapter_path = dir.path().join("adapter.gguf");
-    let adapter = trained_looking_adapter(&model, 9);
+    let model = Model::load(&file).unwrap();
+    let adapter = trained_looking_adapter(&model, 9, 0.2);
     adapter.save(&adapter_path, model.config().arch.name()).unwrap();
-    // The merge at scale 0 is the base re-encoded the same way: F16 weights run without the 8-bit activation
-    // rounding of the base's Q4_1 (see above for how much that moves a mean), so effects are compared, not losses.
-    let merged_loss = |scale: f32| {
+    let merged = |scale: f32| {
         let path = dir.path().join(format!("merged-{scale}.gguf"));
         merge_file(
             file.path(),
@@ -441,14 +454,18 @@ fn a_merged_model_computes_what_the_model_with_its_adapter_does() {
             &mut NoProgress,
         )
         .unwrap();
-        let merged = ModelFile::open(&path).unwrap();
-        runtime_loss(&Model::load(&merged).unwrap(), &example)
+        ModelFile::open(&path).unwrap()
     };
-    let merged_effect = merged_loss(1.0) - merged_loss(0.0);
-    let base = runtime_loss(&model, &example);
-    model.attach_lora(adapter, 1.0).unwrap();
-    let effect = runtime_loss(&model, &example) - base;
-    eprintln!("the adapter moves the loss by {effect:.5} applied, {merged_effect:.5} merged");
+    // The adapter is applied to the merge at scale 0 (the base re-encoded as F16), not to the Q4_1 base: F16 weights
+    // run without rounding activations to 8 bits, and that rounding, not the merge, would dominate the comparison.
+    let (base_file, merged_file) = (merged(0.0), merged(1.0));
+    let mut base = Model::load(&base_file).unwrap();
+    let before = runtime_loss(&base, &example);
+    base.attach_lora(adapter, 1.0).unwrap();
+    let applied = runtime_loss(&base, &example);
+    let merged = runtime_loss(&Model::load(&merged_file).unwrap(), &example);
+    eprintln!("loss {before:.5} without the adapter, {applied:.5} with it applied, {merged:.5} merged");
+    let effect = applied - before;
     assert!(effect.abs() > 0.1, "the adapter changed the loss by only {effect}");
-    assert!((merged_effect - effect).abs() < 0.15 * effect.abs());
+    assert!((merged - applied).abs() < 0.01 * effect.abs());
 }
