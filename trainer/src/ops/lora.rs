@@ -2,7 +2,7 @@
 //! its forward and its file format live in the runtime, which applies adapters at inference).
 
 use hearth_kernel::simd::Isa;
-use hearth_runtime::lora::LoraPair;
+use hearth_runtime::lora::{LoraPair, TOKEN_BLOCK, transpose_scaled};
 use rayon::prelude::*;
 
 use super::{OpError, expect_len};
@@ -17,29 +17,14 @@ pub fn fresh_pair(n_in: usize, n_out: usize, rank: usize, rng: &mut Rng) -> Lora
     }
 }
 
-/// Tokens one task takes through a token-parallel product.
-const TOKEN_BLOCK: usize = 64;
-
 /// Rank rows one task takes through a rank-parallel product (the height of `mad_rows`' register blocks).
 const RANK_BLOCK: usize = 4;
 
-/// `m: [rows, columns]` (row-major) transposed to `[columns, rows]`, times `scale`.
-fn transpose_scaled(m: &[f32], columns: usize, scale: f32) -> Vec<f32> {
-    let rows = m.len() / columns;
-    let mut t = vec![0.0f32; m.len()];
-    for (r, row) in m.chunks_exact(columns).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            t[c * rows + r] = scale * x;
-        }
-    }
-    t
-}
-
 /// Adds the gradients of `pair`'s `A` and `B` to `grad` and the input's to `dx`, from `d_out` and the `x·Aᵀ` that
 /// [`LoraPair::forward`] returned: `dB += scale · d_outᵀ·(x·Aᵀ)`, `d(x·Aᵀ) = scale · d_out·B`,
-/// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`. Each is a kernel `mad_rows` (rows of one matrix summed with weights from
-/// another); `B`'s gradient is computed transposed, `[rank, n_out]`, so that its rows are such sums, as `A`'s
-/// (`[rank, n_in]`) already are.
+/// `dA += d(x·Aᵀ)ᵀ·x`, `dx += d(x·Aᵀ)·A`. `d(x·Aᵀ)` is dot products of each token's `d_out` with the rows of
+/// `scale·Bᵀ`; the others are kernel `mad_rows` (rows of one matrix summed with weights from another), `B`'s gradient
+/// computed transposed, `[rank, n_out]`, so that its rows are such sums, as `A`'s (`[rank, n_in]`) already are.
 #[allow(clippy::too_many_arguments)] // The pair, its scale, its input and saved product, the output's gradient and the two gradients it adds to.
 pub fn lora_backward(
     isa: Isa,
@@ -61,11 +46,16 @@ pub fn lora_backward(
     if rank == 0 || n_tokens == 0 {
         return Ok(());
     }
+    // d(x·Aᵀ) by dot products with the rows of `scale·Bᵀ`, `n_out` long (`B`'s own rows are only `rank` long).
+    let b_t = transpose_scaled(&pair.b, rank, scale);
     let mut d_ax = vec![0.0f32; n_tokens * rank];
     d_ax.par_chunks_mut(TOKEN_BLOCK * rank)
         .zip(d_out.par_chunks(TOKEN_BLOCK * n_out))
-        .for_each(|(d_ax, d_out)| isa.mad_rows(rank, d_ax, &pair.b, d_out));
-    d_ax.iter_mut().for_each(|g| *g *= scale);
+        .for_each(|(d_ax, d_out)| {
+            for (d_ax, d_out) in d_ax.chunks_exact_mut(rank).zip(d_out.chunks_exact(n_out)) {
+                isa.dot_rows(&b_t, d_out, d_ax);
+            }
+        });
 
     let mut db_t = vec![0.0f32; rank * n_out];
     let ax_t = transpose_scaled(ax, rank, scale);
