@@ -14,6 +14,11 @@
 //! heads on 3 KV heads of 64) and Qwen2.5-Coder-1.5B's (12 on 2 of 128), all threads. In multiply-adds per second
 //! (elements = the causal pairs' `heads × d` multiply-adds of each product: two forward, four backward).
 //!
+//! Then a LoRA pair of rank 8 on 512 tokens, its forward (`x·Aᵀ`, then `B` times that, added to the output) and its
+//! backward (`A`'s, `B`'s and the input's gradients), at Qwen2.5-Coder-1.5B's gate projection (`[8960, 1536]`) and
+//! SmolLM2-135M's (`[1536, 576]`), all threads. In multiply-adds per second (`tokens × rank × (n_in + n_out)`
+//! forward, twice that backward).
+//!
 //!     cargo bench -p hearth-benches --bench training
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,8 +26,10 @@ use hearth_kernel::GgmlType;
 use hearth_kernel::ops::attention::AttentionParams;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights};
 use hearth_kernel::simd::Isa;
+use hearth_runtime::lora::LoraPair;
 use hearth_trainer::ops::attention::{attention_backward, attention_forward};
 use hearth_trainer::ops::linear::{Frozen, Transposed, frozen_linear_backward};
+use hearth_trainer::ops::lora::lora_backward;
 
 /// `(tokens, rows)` of a block and a tile.
 const BLOCKINGS: [(usize, usize); 2] = [(64, 128), (16, 32)];
@@ -119,5 +126,39 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, input_gradient, attention);
+/// `(model, n_out, n_in)` of the adapted projections.
+const LORA_SHAPES: [(&str, usize, usize); 2] = [("smollm2", 1536, 576), ("qwen2.5", 8960, 1536)];
+const LORA_RANK: usize = 8;
+
+fn lora(c: &mut Criterion) {
+    let mut group = c.benchmark_group("training_lora");
+    group.sample_size(20);
+    let isa = Isa::selected();
+    for (model, n_out, n_in) in LORA_SHAPES {
+        let pair = LoraPair {
+            a: values(LORA_RANK * n_in, 10),
+            b: values(n_out * LORA_RANK, 11),
+            ..LoraPair::zeros(n_in, n_out, LORA_RANK)
+        };
+        let (x, d_out) = (values(TOKENS * n_in, 12), values(TOKENS * n_out, 13));
+        let (mut out, mut dx, mut grad) = (
+            vec![0.0; TOKENS * n_out],
+            vec![0.0; TOKENS * n_in],
+            LoraPair::zeros(n_in, n_out, LORA_RANK),
+        );
+        let multiply_adds = (TOKENS * LORA_RANK * (n_in + n_out)) as u64;
+        group.throughput(Throughput::Elements(multiply_adds));
+        group.bench_function(BenchmarkId::new(format!("{isa}/forward"), model), |b| {
+            b.iter(|| pair.forward(isa, 2.0, &x, &mut out).unwrap())
+        });
+        let ax = pair.forward(isa, 2.0, &x, &mut out).unwrap();
+        group.throughput(Throughput::Elements(2 * multiply_adds));
+        group.bench_function(BenchmarkId::new(format!("{isa}/backward"), model), |b| {
+            b.iter(|| lora_backward(isa, &pair, 2.0, &x, &ax, &d_out, &mut grad, &mut dx).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, input_gradient, attention, lora);
 criterion_main!(benches);

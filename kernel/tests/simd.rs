@@ -273,11 +273,14 @@ fn float_primitives_are_bit_identical_to_the_reference() {
             }
             for hd in [8, 64, 128, 12, 72, 24, 80, 208] {
                 let rows = signal(&mut rng, n * hd);
-                let q = signal(&mut rng, hd);
-                let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-                isa.dot_rows(&rows, &q, &mut a);
-                reference::dot_rows(&rows, &q, &mut b);
-                assert_eq!(bits(&a), bits(&b), "{isa} dot_rows n={n} hd={hd}");
+                // One query (attention's scores), and pairs of them with an odd one left (a LoRA pair's `x·Aᵀ`).
+                for queries in [1, 2, 5] {
+                    let q = signal(&mut rng, queries * hd);
+                    let (mut a, mut b) = (vec![f32::NAN; queries * n], vec![f32::NAN; queries * n]);
+                    isa.dot_rows(hd, &rows, &q, &mut a);
+                    reference::dot_rows(hd, &rows, &q, &mut b);
+                    assert_eq!(bits(&a), bits(&b), "{isa} dot_rows n={n} hd={hd} queries={queries}");
+                }
 
                 // One accumulator row (attention's value sums), and blocks of them with leftovers (training's
                 // input gradients).

@@ -11,10 +11,9 @@ use std::path::Path;
 
 use hearth_kernel::GgmlType;
 use hearth_kernel::gguf::{Gguf, GgufWriter, MetadataEntry, TensorSpec, Value};
-use hearth_kernel::ops::{OpError, expect_len};
+use hearth_kernel::ops::{OpError, expect_len, for_each_chunk};
 use hearth_kernel::quant;
 use hearth_kernel::simd::Isa;
-use rayon::prelude::*;
 
 use crate::model::{Model, Projection};
 
@@ -106,18 +105,15 @@ impl LoraPair {
         if self.rank == 0 {
             return Ok(ax);
         }
-        ax.par_chunks_mut(TOKEN_BLOCK * self.rank)
-            .zip(x.par_chunks(TOKEN_BLOCK * self.n_in))
-            .for_each(|(ax, x)| {
-                for (ax, x) in ax.chunks_exact_mut(self.rank).zip(x.chunks_exact(self.n_in)) {
-                    isa.dot_rows(&self.a, x, ax);
-                }
-            });
+        for_each_chunk(&mut ax, TOKEN_BLOCK * self.rank, |i, ax| {
+            let x = &x[i * TOKEN_BLOCK * self.n_in..][..ax.len() / self.rank * self.n_in];
+            isa.dot_rows(self.n_in, &self.a, x, ax)
+        });
         if n_tokens == 1 {
             // One token's `B·(x·Aᵀ)` from `B`'s rows as they are stored: transposing them would cost a decode step as
             // much as the product.
             let mut update = vec![0.0f32; self.n_out];
-            isa.dot_rows(&self.b, &ax, &mut update);
+            isa.dot_rows(self.rank, &self.b, &ax, &mut update);
             for (y, u) in out.iter_mut().zip(&update) {
                 *y += scale * u;
             }
@@ -125,9 +121,10 @@ impl LoraPair {
             // Each token's update a sum of the rows of `scale·Bᵀ` (`[rank, n_out]`), weighted by its `x·Aᵀ`:
             // register-blocked over tokens and outputs, where `B`'s rows are only `rank` long.
             let b_t = transpose_scaled(&self.b, self.rank, scale);
-            out.par_chunks_mut(TOKEN_BLOCK * self.n_out)
-                .zip(ax.par_chunks(TOKEN_BLOCK * self.rank))
-                .for_each(|(out, ax)| isa.mad_rows(self.n_out, out, &b_t, ax));
+            for_each_chunk(out, TOKEN_BLOCK * self.n_out, |i, out| {
+                let ax = &ax[i * TOKEN_BLOCK * self.rank..][..out.len() / self.n_out * self.rank];
+                isa.mad_rows(self.n_out, out, &b_t, ax)
+            });
         }
         Ok(ax)
     }

@@ -278,7 +278,7 @@ fn attend_segment(
         isa.f16_to_f32(&k[start * hd..][..n * hd], keys);
         isa.f16_to_f32(&v[start * hd..][..n * hd], values);
         for (query, state) in queries.chunks_exact(hd).zip(partial.chunks_exact_mut(hd + 2)) {
-            isa.dot_rows(keys, query, weights);
+            isa.dot_rows(hd, keys, query, weights);
             weights.iter_mut().for_each(|s| *s = p.score(*s));
             let max = weights.iter().fold(state[0], |m, &s| m.max(s));
             if max > state[0] {

@@ -61,7 +61,10 @@ pub fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(),
 /// Runs `f(chunk_index, chunk)` over `chunk_len`-sized pieces of `data`: with `std` and more than one thread, across
 /// threads (through the [`team`] of the region this thread leads, else rayon); otherwise in order. A single chunk, or a
 /// single thread, keeps the work on the calling thread (handing it to the pool would only add a wake-up).
-pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+///
+/// Code that runs inside a [`team::region`] parallelises its loops with this (or [`for_each_task`]): rayon loops
+/// started there run on the region's leader alone.
+pub fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     if data.len() <= chunk_len {
         f(0, data);
         return;
@@ -93,6 +96,38 @@ pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl 
     data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
 }
 
+/// [`for_each_chunk`] for work that can fail: returns an error a chunk met (across threads every chunk still runs and
+/// which error is returned is not fixed; in order, the loop stops at the first).
+pub fn try_for_each_chunk<T: Send, E: Send>(
+    data: &mut [T],
+    chunk_len: usize,
+    f: impl Fn(usize, &mut [T]) -> Result<(), E> + Sync + Send,
+) -> Result<(), E> {
+    #[cfg(feature = "std")]
+    {
+        let error = std::sync::Mutex::new(None);
+        for_each_chunk(data, chunk_len, |i, chunk| {
+            if let Err(e) = f(i, chunk) {
+                error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        });
+        error
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Ok(()), Err)
+    }
+    #[cfg(not(feature = "std"))]
+    data.chunks_mut(chunk_len)
+        .enumerate()
+        .try_for_each(|(i, chunk)| f(i, chunk))
+}
+
+/// Runs `f` on every task of `tasks` (each holding what it reads and the disjoint parts of outputs it writes), spread
+/// across threads as [`for_each_chunk`] spreads chunks: one task at a time, claimed as threads come free.
+pub fn for_each_task<T: Send>(tasks: &mut [T], f: impl Fn(&mut T) + Sync + Send) {
+    for_each_chunk(tasks, 1, |_, task| task.iter_mut().for_each(&f));
+}
+
 /// A slice's base pointer shared by the threads that write its disjoint chunks.
 #[cfg(feature = "std")]
 struct SharedMut<T>(*mut T);
@@ -116,8 +151,8 @@ pub(crate) fn even_chunks(len: usize, min_chunk: usize) -> usize {
     len.div_ceil(thread_count()).max(min_chunk)
 }
 
-/// How many threads `for_each_chunk` spreads work over.
-pub(crate) fn thread_count() -> usize {
+/// How many threads [`for_each_chunk`] spreads work over.
+pub fn thread_count() -> usize {
     #[cfg(feature = "std")]
     return rayon::current_num_threads();
     #[cfg(not(feature = "std"))]

@@ -136,27 +136,37 @@ pub mod reference {
         }
     }
 
-    /// `out[j] = Σ_d rows[j][d]·q[d]` for `rows: [out.len(), q.len()]` (the scores of the long-range attention path,
-    /// whose order is hearth's own): lane `l` of eight accumulates `d ≡ l (mod 8)` by fused multiply-adds in `d`
-    /// order, the lanes are summed in adjacent pairs, then the last `q.len() % 8` products are fused on in order.
-    pub fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]) {
-        let body = q.len() / LANES * LANES;
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
-            let mut lanes = [0f32; LANES];
-            for (x, y) in row[..body]
-                .as_chunks::<LANES>()
-                .0
-                .iter()
-                .zip(q[..body].as_chunks::<LANES>().0)
-            {
-                for l in 0..LANES {
-                    lanes[l] = fma(x[l], y[l], lanes[l]);
+    /// `out[t][j] = Σ_d rows[j][d]·queries[t][d]` for `rows: [J, width]`, `queries: [T, width]`, `out: [T, J]` (the
+    /// scores of the long-range attention path, one query at a time; `x·Aᵀ` of a LoRA pair, many tokens at once),
+    /// in hearth's own order: lane `l` of eight accumulates `d ≡ l (mod 8)` by fused multiply-adds in `d` order, the
+    /// lanes are summed in adjacent pairs, then the last `width % 8` products are fused on in order.
+    pub fn dot_rows(width: usize, rows: &[f32], queries: &[f32], out: &mut [f32]) {
+        if width == 0 || rows.is_empty() {
+            out.fill(0.0);
+            return;
+        }
+        let body = width / LANES * LANES;
+        for (out, q) in out
+            .chunks_exact_mut(rows.len() / width)
+            .zip(queries.chunks_exact(width))
+        {
+            for (o, row) in out.iter_mut().zip(rows.chunks_exact(width)) {
+                let mut lanes = [0f32; LANES];
+                for (x, y) in row[..body]
+                    .as_chunks::<LANES>()
+                    .0
+                    .iter()
+                    .zip(q[..body].as_chunks::<LANES>().0)
+                {
+                    for l in 0..LANES {
+                        lanes[l] = fma(x[l], y[l], lanes[l]);
+                    }
                 }
+                *o = row[body..]
+                    .iter()
+                    .zip(&q[body..])
+                    .fold(pair_tree(&lanes), |sum, (x, y)| fma(*x, *y, sum));
             }
-            *o = row[body..]
-                .iter()
-                .zip(&q[body..])
-                .fold(pair_tree(&lanes), |sum, (x, y)| fma(*x, *y, sum));
         }
     }
 
@@ -286,15 +296,21 @@ impl Isa {
         reference::dot_f16_rows(k, q, out)
     }
 
-    /// `out[j] = Σ_d rows[j][d]·q[d]` ([`reference::dot_rows`]).
+    /// `out[t][j] = Σ_d rows[j][d]·queries[t][d]` for `rows: [J, width]`, `queries: [T, width]`, `out: [T, J]`
+    /// ([`reference::dot_rows`]).
     #[inline]
-    pub fn dot_rows(self, rows: &[f32], q: &[f32], out: &mut [f32]) {
-        debug_assert_eq!(rows.len(), q.len() * out.len());
+    pub fn dot_rows(self, width: usize, rows: &[f32], queries: &[f32], out: &mut [f32]) {
+        debug_assert!(
+            width == 0
+                || (rows.len().is_multiple_of(width)
+                    && queries.len().is_multiple_of(width)
+                    && out.len() == queries.len() / width * (rows.len() / width))
+        );
         #[cfg(hearth_x86_simd)]
         if let Some(token) = self.x86_float() {
-            return super::x86::float::dot_rows(token, rows, q, out);
+            return super::x86::float::dot_rows(token, width, rows, queries, out);
         }
-        reference::dot_rows(rows, q, out)
+        reference::dot_rows(width, rows, queries, out)
     }
 
     /// `acc[t][d] += Σ_j weights[t][j]·rows[j][d]` for `acc: [T, width]`, `rows: [J, width]`, `weights: [T, J]`

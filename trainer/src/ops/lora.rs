@@ -1,9 +1,9 @@
 //! The LoRA pair's training side: PEFT's initialisation and the backward pass of [`LoraPair::forward`] (the pair,
 //! its forward and its file format live in the runtime, which applies adapters at inference).
 
+use hearth_kernel::ops::for_each_chunk;
 use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::{LoraPair, TOKEN_BLOCK, transpose_scaled};
-use rayon::prelude::*;
 
 use super::{OpError, expect_len};
 use crate::rng::Rng;
@@ -49,19 +49,17 @@ pub fn lora_backward(
     // d(x·Aᵀ) by dot products with the rows of `scale·Bᵀ`, `n_out` long (`B`'s own rows are only `rank` long).
     let b_t = transpose_scaled(&pair.b, rank, scale);
     let mut d_ax = vec![0.0f32; n_tokens * rank];
-    d_ax.par_chunks_mut(TOKEN_BLOCK * rank)
-        .zip(d_out.par_chunks(TOKEN_BLOCK * n_out))
-        .for_each(|(d_ax, d_out)| {
-            for (d_ax, d_out) in d_ax.chunks_exact_mut(rank).zip(d_out.chunks_exact(n_out)) {
-                isa.dot_rows(&b_t, d_out, d_ax);
-            }
-        });
+    for_each_chunk(&mut d_ax, TOKEN_BLOCK * rank, |i, d_ax| {
+        let d_out = &d_out[i * TOKEN_BLOCK * n_out..][..d_ax.len() / rank * n_out];
+        isa.dot_rows(n_out, &b_t, d_out, d_ax)
+    });
 
     let mut db_t = vec![0.0f32; rank * n_out];
     let ax_t = transpose_scaled(ax, rank, scale);
-    db_t.par_chunks_mut(RANK_BLOCK * n_out)
-        .zip(ax_t.par_chunks(RANK_BLOCK * n_tokens))
-        .for_each(|(db_t, ax_t)| isa.mad_rows(n_out, db_t, d_out, ax_t));
+    for_each_chunk(&mut db_t, RANK_BLOCK * n_out, |i, db_t| {
+        let ax_t = &ax_t[i * RANK_BLOCK * n_tokens..][..db_t.len() / n_out * n_tokens];
+        isa.mad_rows(n_out, db_t, d_out, ax_t)
+    });
     for (r, db_t) in db_t.chunks_exact(n_out).enumerate() {
         for (db, &g) in grad.b.chunks_exact_mut(rank).zip(db_t) {
             db[r] += g;
@@ -69,13 +67,14 @@ pub fn lora_backward(
     }
 
     let d_ax_t = transpose_scaled(&d_ax, rank, 1.0);
-    grad.a
-        .par_chunks_mut(RANK_BLOCK * n_in)
-        .zip(d_ax_t.par_chunks(RANK_BLOCK * n_tokens))
-        .for_each(|(da, d_ax_t)| isa.mad_rows(n_in, da, x, d_ax_t));
-    dx.par_chunks_mut(TOKEN_BLOCK * n_in)
-        .zip(d_ax.par_chunks(TOKEN_BLOCK * rank))
-        .for_each(|(dx, d_ax)| isa.mad_rows(n_in, dx, &pair.a, d_ax));
+    for_each_chunk(&mut grad.a, RANK_BLOCK * n_in, |i, da| {
+        let d_ax_t = &d_ax_t[i * RANK_BLOCK * n_tokens..][..da.len() / n_in * n_tokens];
+        isa.mad_rows(n_in, da, x, d_ax_t)
+    });
+    for_each_chunk(dx, TOKEN_BLOCK * n_in, |i, dx| {
+        let d_ax = &d_ax[i * TOKEN_BLOCK * rank..][..dx.len() / n_in * rank];
+        isa.mad_rows(n_in, dx, &pair.a, d_ax)
+    });
     Ok(())
 }
 

@@ -34,8 +34,8 @@ entry! {
     fn exp_sum(x: &mut [f32], max: f32) -> f64;
     /// `out[j] = Σ_d k[j][d]·q[d]` over f16 rows.
     fn dot_f16_rows(k: &[f16], q: &[f16], out: &mut [f32]);
-    /// `out[j] = Σ_d rows[j][d]·q[d]`.
-    fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]);
+    /// `out[t][j] = Σ_d rows[j][d]·queries[t][d]`.
+    fn dot_rows(width: usize, rows: &[f32], queries: &[f32], out: &mut [f32]);
     /// `dst = f32(src)`.
     fn f16_to_f32(src: &[f16], dst: &mut [f32]);
     /// `gate = silu(gate)·up`.
@@ -366,31 +366,74 @@ mod kernels {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn dot_rows(rows: &[f32], q: &[f32], out: &mut [f32]) {
-        let hd = q.len();
-        if !hd.is_multiple_of(8) {
-            return reference::dot_rows(rows, q, out);
+    pub(super) fn dot_rows(width: usize, rows: &[f32], queries: &[f32], out: &mut [f32]) {
+        if rows.is_empty() || !width.is_multiple_of(8) {
+            return reference::dot_rows(width, rows, queries, out);
         }
-        let q = q.as_chunks::<8>().0;
-        // Four rows at a time, each in its own accumulator; two rounds of `hadd` and a half-add sum each row's lanes
-        // in adjacent pairs (the reference's tree) and leave the four sums side by side.
-        let (quads, tail) = out.as_chunks_mut::<4>();
-        let vectors = q.len();
-        for (out4, rows4) in quads.iter_mut().zip(rows.as_chunks::<8>().0.chunks_exact(4 * vectors)) {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for (c, q) in q.iter().enumerate() {
-                let q = load(q);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm256_fmadd_ps(load(&rows4[r * vectors + c]), q, *acc);
+        let n_rows = rows.len() / width;
+        let (rows, queries) = (rows.as_chunks::<8>().0, queries.as_chunks::<8>().0);
+        let vectors = width / 8;
+        let mut outs = out.chunks_exact_mut(2 * n_rows);
+        let mut pairs = queries.chunks_exact(2 * vectors);
+        for (out, queries) in outs.by_ref().zip(pairs.by_ref()) {
+            let (q0, q1) = queries.split_at(vectors);
+            let (out0, out1) = out.split_at_mut(n_rows);
+            dot_rows_of::<2>(vectors, rows, [q0, q1], [out0, out1]);
+        }
+        let out = outs.into_remainder();
+        if !out.is_empty() {
+            dot_rows_of::<1>(vectors, rows, [pairs.remainder()], [out]);
+        }
+    }
+
+    /// [`dot_rows`] for `Q` queries at once, against four rows at a time: `4·Q` chains of fused multiply-adds in
+    /// flight (one query's four would wait on the FMA latency), each row vector loaded once for all `Q`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_rows_of<const Q: usize>(
+        vectors: usize,
+        rows: &[[f32; 8]],
+        queries: [&[[f32; 8]]; Q],
+        mut out: [&mut [f32]; Q],
+    ) {
+        for (quad, rows4) in rows.chunks_exact(4 * vectors).enumerate() {
+            let mut acc = [[_mm256_setzero_ps(); 4]; Q];
+            for c in 0..vectors {
+                let mut q = [_mm256_setzero_ps(); Q];
+                for (q, query) in q.iter_mut().zip(queries) {
+                    *q = load(&query[c]);
+                }
+                for r in 0..4 {
+                    let row = load(&rows4[r * vectors + c]);
+                    for (acc, &q) in acc.iter_mut().zip(&q) {
+                        acc[r] = _mm256_fmadd_ps(row, q, acc[r]);
+                    }
                 }
             }
-            let pairs = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-            let sums = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps::<1>(pairs));
-            // SAFETY: `out4` is 16 writable bytes; the unaligned store has no alignment requirement.
-            unsafe { _mm_storeu_ps(out4.as_mut_ptr(), sums) };
+            for (out, acc) in out.iter_mut().zip(acc) {
+                store_lane_sums(out[quad * 4..].first_chunk_mut().expect("four sums"), acc);
+            }
         }
-        let done = quads.len() * 4;
-        reference::dot_rows(&rows[done * hd..], q.as_flattened(), tail);
+        let done = rows.len() / vectors / 4 * 4;
+        for (out, query) in out.into_iter().zip(queries) {
+            reference::dot_rows(
+                vectors * 8,
+                rows[done * vectors..].as_flattened(),
+                query.as_flattened(),
+                &mut out[done..],
+            );
+        }
+    }
+
+    /// Each of four accumulators' eight lanes summed in adjacent pairs (the reference's tree) by two rounds of `hadd`
+    /// and a half-add, the four sums stored side by side.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn store_lane_sums(out: &mut [f32; 4], acc: [__m256; 4]) {
+        let pairs = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+        let sums = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps::<1>(pairs));
+        // SAFETY: `out` is 16 writable bytes; the unaligned store has no alignment requirement.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), sums) };
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
