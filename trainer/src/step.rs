@@ -9,7 +9,7 @@
 //! Qwen2.5-1.5B at 512 tokens, some 2 GB instead of 90 MB).
 
 use hearth_kernel::ops::matmul::MatmulScratch;
-use hearth_kernel::ops::{act, norm};
+use hearth_kernel::ops::{act, norm, team};
 use hearth_kernel::simd::Isa;
 use hearth_runtime::Progress;
 use hearth_runtime::lora::LoraAdapter;
@@ -191,6 +191,11 @@ impl<'m, 'a> Trainee<'m, 'a> {
 
     /// The mean loss of `example` with `adapter` applied, without gradients.
     pub fn loss(&mut self, adapter: &LoraAdapter, example: &Example) -> Result<Loss, TrainError> {
+        team::region(|| self.loss_in_region(adapter, example))
+    }
+
+    /// [`Self::loss`] inside its parallel region.
+    fn loss_in_region(&mut self, adapter: &LoraAdapter, example: &Example) -> Result<Loss, TrainError> {
         let mut x = self.base.embed(&example.inputs)?;
         for index in 0..self.base.model.layers().len() {
             let block = self.base.block(index);
@@ -213,6 +218,20 @@ impl<'m, 'a> Trainee<'m, 'a> {
     /// to `grads` (a batch weights each example by its share of the batch's learned tokens, so the sum is the
     /// gradient of the batch's mean).
     pub fn loss_and_gradients(
+        &mut self,
+        adapter: &LoraAdapter,
+        example: &Example,
+        weight: f32,
+        memory: Memory,
+        grads: &mut LoraAdapter,
+    ) -> Result<Loss, TrainError> {
+        // One region per example: a step's thousands of parallel loops are shared by threads that stay awake between
+        // them (see `team`), rather than each loop waking the pool.
+        team::region(|| self.loss_and_gradients_in_region(adapter, example, weight, memory, grads))
+    }
+
+    /// [`Self::loss_and_gradients`] inside its parallel region.
+    fn loss_and_gradients_in_region(
         &mut self,
         adapter: &LoraAdapter,
         example: &Example,

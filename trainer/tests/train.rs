@@ -141,6 +141,30 @@ fn checkpointing_changes_what_is_kept_not_the_gradients() {
     });
 }
 
+/// A step runs in a parallel region whose loops are shared out however the threads come free: one thread or three, the
+/// loss and every gradient are the same bits.
+#[test]
+fn a_step_computes_the_same_bits_on_any_number_of_threads() {
+    with_model(|model, tokens| {
+        let adapter = trained_looking_adapter(model, 6, 0.1);
+        let example = Example::next_tokens(&tokens[..150], |i| i % 4 != 0);
+        let step = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut trainee = Trainee::new(model, Isa::best(), InputGradients::Int8, &mut NoProgress).unwrap();
+                let mut grads = adapter.zeros_like();
+                let loss = trainee
+                    .loss_and_gradients(&adapter, &example, 1.0, Memory::Checkpointed, &mut grads)
+                    .unwrap();
+                (loss, grads)
+            })
+        };
+        let (one, three) = (step(1), step(3));
+        assert!(one.1.tensors().flatten().any(|&g| g != 0.0));
+        assert_eq!(one, three);
+    });
+}
+
 /// The adapter's gradients as training computes them by default (8-bit copies of the weights: the input gradients
 /// through transposes, and on AMX the forward too) against those of the model's weights as they dequantize, kept in
 /// f16 and multiplied in float with unrounded activations: the same direction and size, tensor by tensor, through

@@ -14,8 +14,8 @@
 use core::ops::Range;
 
 use hearth_kernel::ops::attention::AttentionParams;
+use hearth_kernel::ops::for_each_task;
 use hearth_kernel::simd::Isa;
-use rayon::prelude::*;
 
 use super::{OpError, expect_len};
 
@@ -248,27 +248,26 @@ pub fn attention_forward(
     let d = x.d;
     let mut probs = vec![0.0f32; p.n_heads * layout.per_head];
     let mut out_heads = vec![0.0f32; q.len()];
-    row_tasks(&layout, d, &mut probs, &mut out_heads)
-        .into_par_iter()
-        .for_each_init(
-            || vec![0.0f32; BLOCK * BLOCK],
-            |tile, (h, block, probs, out)| {
-                let kv_head = h / x.group;
-                let queries = x.rows(&x.queries, h, block.rows.clone());
-                products(isa, block, queries, x.panels(&x.key_panels, kv_head), d, tile, probs);
-                for (t, row) in block.rows.clone().zip(probs.chunks_exact_mut(block.keys.len())) {
-                    let seen = block.columns(p, t);
-                    row[..seen.start].fill(0.0);
-                    row[seen.end..].fill(0.0);
-                    let row = &mut row[seen];
-                    row.iter_mut().for_each(|s| *s = score(p, *s).0);
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                    let inverse = (1.0 / isa.exp_sum(row, max)) as f32;
-                    row.iter_mut().for_each(|x| *x *= inverse);
-                }
-                isa.mad_rows(d, out, x.rows(&x.values, kv_head, block.keys.clone()), probs);
-            },
-        );
+    for_each_task(
+        &mut row_tasks(&layout, d, &mut probs, &mut out_heads),
+        |&mut (h, block, ref mut probs, ref mut out)| {
+            let tile = &mut vec![0.0f32; BLOCK * BLOCK];
+            let kv_head = h / x.group;
+            let queries = x.rows(&x.queries, h, block.rows.clone());
+            products(isa, block, queries, x.panels(&x.key_panels, kv_head), d, tile, probs);
+            for (t, row) in block.rows.clone().zip(probs.chunks_exact_mut(block.keys.len())) {
+                let seen = block.columns(p, t);
+                row[..seen.start].fill(0.0);
+                row[seen.end..].fill(0.0);
+                let row = &mut row[seen];
+                row.iter_mut().for_each(|s| *s = score(p, *s).0);
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                let inverse = (1.0 / isa.exp_sum(row, max)) as f32;
+                row.iter_mut().for_each(|x| *x *= inverse);
+            }
+            isa.mad_rows(d, out, x.rows(&x.values, kv_head, block.keys.clone()), probs);
+        },
+    );
     by_token(&out_heads, p.n_heads, d, out);
     Ok(probs)
 }
@@ -309,75 +308,73 @@ pub fn attention_backward(
     // dZ, laid out like the probabilities (zero where masked, as they are).
     let mut dz = vec![0.0f32; probs.len()];
     let mut dq_heads = vec![0.0f32; q.len()];
-    row_tasks(&layout, d, &mut dz, &mut dq_heads)
-        .into_par_iter()
-        .for_each_init(
-            || (vec![0.0f32; BLOCK * BLOCK], Vec::new()),
-            |(tile, dots), (h, block, dz, dq)| {
-                let kv_head = h / x.group;
-                let probs = &probs[h * layout.per_head + block.offset..][..block.len()];
-                let d_outs = x.rows(&d_outs, h, block.rows.clone());
-                products(isa, block, d_outs, x.panels(&value_panels, kv_head), d, tile, dz); // dP for now
+    for_each_task(
+        &mut row_tasks(&layout, d, &mut dz, &mut dq_heads),
+        |&mut (h, block, ref mut dz, ref mut dq)| {
+            let (tile, dots) = (&mut vec![0.0f32; BLOCK * BLOCK], &mut Vec::new());
+            let kv_head = h / x.group;
+            let probs = &probs[h * layout.per_head + block.offset..][..block.len()];
+            let d_outs = x.rows(&d_outs, h, block.rows.clone());
+            products(isa, block, d_outs, x.panels(&value_panels, kv_head), d, tile, dz); // dP for now
+            if p.softcap.is_some() {
+                dots.resize(block.len(), 0.0);
+                let queries = x.rows(&x.queries, h, block.rows.clone());
+                products(isa, block, queries, x.panels(&x.key_panels, kv_head), d, tile, dots);
+            }
+            let width = block.keys.len();
+            for (r, (t, (dz, probs))) in block
+                .rows
+                .clone()
+                .zip(dz.chunks_exact_mut(width).zip(probs.chunks_exact(width)))
+                .enumerate()
+            {
+                let seen = block.columns(p, t);
+                dz[..seen.start].fill(0.0);
+                dz[seen.end..].fill(0.0);
+                let (dz, probs) = (&mut dz[seen.clone()], &probs[seen.clone()]);
+                let weighted: f32 = probs.iter().zip(&*dz).map(|(p, dp)| p * dp).sum();
                 if p.softcap.is_some() {
-                    dots.resize(block.len(), 0.0);
-                    let queries = x.rows(&x.queries, h, block.rows.clone());
-                    products(isa, block, queries, x.panels(&x.key_panels, kv_head), d, tile, dots);
-                }
-                let width = block.keys.len();
-                for (r, (t, (dz, probs))) in block
-                    .rows
-                    .clone()
-                    .zip(dz.chunks_exact_mut(width).zip(probs.chunks_exact(width)))
-                    .enumerate()
-                {
-                    let seen = block.columns(p, t);
-                    dz[..seen.start].fill(0.0);
-                    dz[seen.end..].fill(0.0);
-                    let (dz, probs) = (&mut dz[seen.clone()], &probs[seen.clone()]);
-                    let weighted: f32 = probs.iter().zip(&*dz).map(|(p, dp)| p * dp).sum();
-                    if p.softcap.is_some() {
-                        let dots = &dots[r * width..][seen];
-                        for ((dz, prob), &dot) in dz.iter_mut().zip(probs).zip(dots) {
-                            *dz = prob * (*dz - weighted) * score(p, dot).1;
-                        }
-                    } else {
-                        for (dz, prob) in dz.iter_mut().zip(probs) {
-                            *dz = prob * (*dz - weighted) * p.scale;
-                        }
+                    let dots = &dots[r * width..][seen];
+                    for ((dz, prob), &dot) in dz.iter_mut().zip(probs).zip(dots) {
+                        *dz = prob * (*dz - weighted) * score(p, dot).1;
+                    }
+                } else {
+                    for (dz, prob) in dz.iter_mut().zip(probs) {
+                        *dz = prob * (*dz - weighted) * p.scale;
                     }
                 }
-                isa.mad_rows(d, dq, x.rows(&x.keys, kv_head, block.keys.clone()), dz);
-            },
-        );
+            }
+            isa.mad_rows(d, dq, x.rows(&x.keys, kv_head, block.keys.clone()), dz);
+        },
+    );
     by_token(&dq_heads, p.n_heads, d, dq);
 
     let (mut dk_heads, mut dv_heads) = (vec![0.0f32; k.len()], vec![0.0f32; v.len()]);
-    dk_heads
-        .par_chunks_mut(n * d)
-        .zip(dv_heads.par_chunks_mut(n * d))
+    // One task per KV head and block of key positions: (KV head, block, its rows of dK and of dV).
+    let mut tasks: Vec<(usize, usize, &mut [f32], &mut [f32])> = (dk_heads.chunks_exact_mut(n * d))
+        .zip(dv_heads.chunks_exact_mut(n * d))
         .enumerate()
-        .for_each(|(kv_head, (dk_head, dv_head))| {
-            dk_head
-                .par_chunks_mut(BLOCK * d)
-                .zip(dv_head.par_chunks_mut(BLOCK * d))
-                .enumerate()
-                .for_each(|(key_block, (dk, dv))| {
-                    let positions = key_block * BLOCK..(key_block * BLOCK + BLOCK).min(n);
-                    for block in layout.blocks[key_block..]
-                        .iter()
-                        .filter(|b| b.keys.start <= positions.start)
-                    {
-                        for h in kv_head * x.group..(kv_head + 1) * x.group {
-                            // The block's columns for these positions, `[rows, positions]` of dZ and P (read
-                            // transposed): the weights of each position's sum over the rows.
-                            let at = h * layout.per_head + block.offset + positions.start - block.keys.start;
-                            let width = block.keys.len();
-                            isa.mad_columns(d, dk, x.rows(&x.queries, h, block.rows.clone()), &dz[at..], width);
-                            isa.mad_columns(d, dv, x.rows(&d_outs, h, block.rows.clone()), &probs[at..], width);
-                        }
-                    }
-                });
-        });
+        .flat_map(|(kv_head, (dk, dv))| {
+            let blocks = dk.chunks_mut(BLOCK * d).zip(dv.chunks_mut(BLOCK * d)).enumerate();
+            blocks.map(move |(key_block, (dk, dv))| (kv_head, key_block, dk, dv))
+        })
+        .collect();
+    for_each_task(&mut tasks, |&mut (kv_head, key_block, ref mut dk, ref mut dv)| {
+        let positions = key_block * BLOCK..(key_block * BLOCK + BLOCK).min(n);
+        for block in layout.blocks[key_block..]
+            .iter()
+            .filter(|b| b.keys.start <= positions.start)
+        {
+            for h in kv_head * x.group..(kv_head + 1) * x.group {
+                // The block's columns for these positions, `[rows, positions]` of dZ and P (read transposed): the
+                // weights of each position's sum over the rows.
+                let at = h * layout.per_head + block.offset + positions.start - block.keys.start;
+                let width = block.keys.len();
+                isa.mad_columns(d, dk, x.rows(&x.queries, h, block.rows.clone()), &dz[at..], width);
+                isa.mad_columns(d, dv, x.rows(&d_outs, h, block.rows.clone()), &probs[at..], width);
+            }
+        }
+    });
     by_token(&dk_heads, p.n_kv_heads, d, dk);
     by_token(&dv_heads, p.n_kv_heads, d, dv);
     Ok(())

@@ -15,8 +15,8 @@
 
 use bytemuck::Zeroable;
 use hearth_kernel::GgmlType;
-use hearth_kernel::ops::act;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul, tile_matmul};
+use hearth_kernel::ops::{act, for_each_chunk, for_each_task, thread_count, try_for_each_chunk};
 use hearth_kernel::quant::grouped::{self, GroupQ8_0};
 use hearth_kernel::quant::tiles::{PANEL_ROWS, TILE_K, TileMatrix};
 use hearth_kernel::quant::{self, BlockQ8_0, QuantBlock};
@@ -133,13 +133,12 @@ impl Transposed {
                 q8_0_product(isa, &weights, d_out, &mut product, scratch)?;
             }
         }
-        dx.par_chunks_mut(rows)
-            .zip(product.par_chunks(rows))
-            .for_each(|(dx, product)| {
-                for (d, &p) in dx.iter_mut().zip(product) {
-                    *d += p;
-                }
-            });
+        let chunk = dx.len().div_ceil(thread_count());
+        for_each_chunk(dx, chunk, |i, dx| {
+            for (d, &p) in dx.iter_mut().zip(&product[i * chunk..]) {
+                *d += p;
+            }
+        });
         Ok(())
     }
 }
@@ -155,17 +154,20 @@ fn q8_0_product(
     product: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), OpError> {
+    // Each token's (scale, scaled gradient, gradient).
     let mut scaled = vec![0.0f32; d_out.len()];
-    let scales: Vec<f32> = scaled
-        .par_chunks_mut(weights.n_in)
-        .zip(d_out.par_chunks(weights.n_in))
-        .map(|(scaled, d_out)| scale_to_f16_range(d_out, scaled))
+    let mut tokens: Vec<(f32, &mut [f32], &[f32])> = (scaled.chunks_exact_mut(weights.n_in))
+        .zip(d_out.chunks_exact(weights.n_in))
+        .map(|(scaled, d_out)| (1.0, scaled, d_out))
         .collect();
+    for_each_task(&mut tokens, |(scale, scaled, d_out)| {
+        *scale = scale_to_f16_range(d_out, scaled)
+    });
+    let scales: Vec<f32> = tokens.into_iter().map(|(scale, ..)| scale).collect();
     matmul(isa, weights, &scaled, product, scratch)?;
-    product
-        .par_chunks_mut(weights.n_out)
-        .zip(scales)
-        .for_each(|(product, scale)| act::scale(product, scale.recip()));
+    for_each_chunk(product, weights.n_out, |t, product| {
+        act::scale(product, scales[t].recip())
+    });
     Ok(())
 }
 
@@ -348,16 +350,19 @@ fn float_backward(isa: Isa, w: &Weights<'_>, d_out: &[f32], dx: &mut [f32]) -> R
     for first in (0..n_out).step_by(tile_rows) {
         let rows = tile_rows.min(n_out - first);
         let (tile, tile_grads) = (&mut tile[..rows * n_in], &mut tile_grads[..n_tokens * rows]);
-        tile.par_chunks_mut(n_in)
-            .enumerate()
-            .try_for_each(|(i, row)| w.dequantize_row(first + i, row))?;
+        try_for_each_chunk(tile, n_in, |i, row| w.dequantize_row(first + i, row))?;
         for (g, d_out) in tile_grads.chunks_exact_mut(rows).zip(d_out.chunks_exact(n_out)) {
             g.copy_from_slice(&d_out[first..first + rows]);
         }
         let (tile, tile_grads) = (&*tile, &*tile_grads);
-        dx.par_chunks_mut(token_block * n_in)
-            .zip(tile_grads.par_chunks(token_block * rows))
-            .for_each(|(dx, g)| isa.mad_rows(n_in, dx, tile, g));
+        for_each_chunk(dx, token_block * n_in, |i, dx| {
+            isa.mad_rows(
+                n_in,
+                dx,
+                tile,
+                &tile_grads[i * token_block * rows..][..dx.len() / n_in * rows],
+            )
+        });
     }
     Ok(())
 }

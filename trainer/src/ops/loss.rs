@@ -2,10 +2,9 @@
 //! `n_tokens × vocab` logits never exist: for each chunk, logits (the kernel's matmul), their log-sum-exp and loss,
 //! their gradient `softmax − onehot` in place, and its product with the head into the hidden states' gradient.
 
-use hearth_kernel::ops::act;
 use hearth_kernel::ops::matmul::MatmulScratch;
+use hearth_kernel::ops::{act, for_each_task};
 use hearth_kernel::simd::Isa;
-use rayon::prelude::*;
 
 use super::linear::{Frozen, frozen_linear_backward};
 use super::{OpError, expect_len};
@@ -58,27 +57,29 @@ pub fn cross_entropy(
     for (chunk, (h, targets)) in h.chunks(CHUNK * n_embd).zip(targets.chunks(CHUNK)).enumerate() {
         let logits = &mut logits[..targets.len() * vocab];
         head.forward(isa, h, logits, scratch)?;
-        // Each token's negative log-likelihood, its row turned into its gradient; summed in token order.
-        let losses: Vec<f64> = logits
-            .par_chunks_mut(vocab)
+        // Each token's (negative log-likelihood, logits, target), its logits turned into their gradient; the losses
+        // summed in token order.
+        let mut tokens: Vec<(f64, &mut [f32], Option<u32>)> = logits
+            .chunks_exact_mut(vocab)
             .zip(targets)
-            .map(|(row, &target)| {
-                let Some(target) = target.map(|t| t as usize) else {
-                    row.fill(0.0);
-                    return 0.0;
-                };
-                let target_logit = row[target];
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
-                // The row becomes `exp(logit − max)`.
-                let sum = isa.exp_sum(row, max);
-                if gradient {
-                    act::scale(row, (f64::from(weight) / sum) as f32);
-                    row[target] -= weight;
-                }
-                f64::from(max) + sum.ln() - f64::from(target_logit)
-            })
+            .map(|(row, &target)| (0.0, row, target))
             .collect();
-        total += losses.iter().sum::<f64>();
+        for_each_task(&mut tokens, |(loss, row, target)| {
+            let Some(target) = target.map(|t| t as usize) else {
+                row.fill(0.0);
+                return;
+            };
+            let target_logit = row[target];
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+            // The row becomes `exp(logit − max)`.
+            let sum = isa.exp_sum(row, max);
+            if gradient {
+                act::scale(row, (f64::from(weight) / sum) as f32);
+                row[target] -= weight;
+            }
+            *loss = f64::from(max) + sum.ln() - f64::from(target_logit);
+        });
+        total += tokens.iter().map(|(loss, ..)| loss).sum::<f64>();
         if let Some(dh) = dh.as_deref_mut() {
             frozen_linear_backward(isa, head, logits, &mut dh[chunk * CHUNK * n_embd..][..h.len()], scratch)?;
         }
