@@ -1,5 +1,5 @@
-//! A team of the pool's threads held for the length of one parallel region — a model's forward pass — so that the
-//! many short parallel loops inside it are shared out without waking a sleeping thread for each.
+//! A team of the pool's threads held for the length of one parallel region — a model's forward pass, a training
+//! step — so that the many short parallel loops inside it are shared out without waking a sleeping thread for each.
 //!
 //! An idle rayon worker parks within microseconds, and waking it (a futex; on a virtual machine, a halted vCPU) costs
 //! tens of microseconds: more than a thread's share of one decode-step matmul of a small model. Inside [`region`] the
