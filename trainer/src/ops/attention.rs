@@ -14,7 +14,7 @@
 use core::ops::Range;
 
 use hearth_kernel::ops::attention::AttentionParams;
-use hearth_kernel::ops::for_each_task;
+use hearth_kernel::ops::{for_each_chunk, for_each_task, thread_count};
 use hearth_kernel::simd::Isa;
 
 use super::{OpError, expect_len};
@@ -97,22 +97,26 @@ impl Layout {
 fn by_head(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
     let n = x.len() / (heads * d);
     let mut out = vec![0.0f32; x.len()];
-    for (h, out) in out.chunks_exact_mut(n * d).enumerate() {
+    for_each_chunk(&mut out, n * d, |h, out| {
         for (out, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(heads * d)) {
             out.copy_from_slice(&x[h * d..][..d]);
         }
-    }
+    });
     out
 }
 
 /// The inverse of [`by_head`].
 fn by_token(x: &[f32], heads: usize, d: usize, out: &mut [f32]) {
     let n = x.len() / (heads * d);
-    for (h, x) in x.chunks_exact(n * d).enumerate() {
-        for (out, x) in out.chunks_exact_mut(heads * d).zip(x.chunks_exact(d)) {
-            out[h * d..][..d].copy_from_slice(x);
+    let tokens_per_task = n.div_ceil(thread_count()).max(1);
+    for_each_chunk(out, tokens_per_task * heads * d, |chunk, out| {
+        let first = chunk * tokens_per_task;
+        for (t, out) in (first..).zip(out.chunks_exact_mut(heads * d)) {
+            for (h, out) in out.chunks_exact_mut(d).enumerate() {
+                out.copy_from_slice(&x[(h * n + t) * d..][..d]);
+            }
         }
-    }
+    });
 }
 
 /// `x: [n_tokens, heads · d]` as transposed key blocks, `[heads, blocks, d, BLOCK]` (the last block padded with
@@ -121,14 +125,18 @@ fn panels(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
     let n = x.len() / (heads * d);
     let blocks = n.div_ceil(BLOCK);
     let mut out = vec![0.0f32; heads * blocks * d * BLOCK];
-    for (t, x) in x.chunks_exact(heads * d).enumerate() {
-        for (h, x) in x.chunks_exact(d).enumerate() {
-            let panel = &mut out[(h * blocks + t / BLOCK) * d * BLOCK..][..d * BLOCK];
-            for (i, &x) in x.iter().enumerate() {
+    if out.is_empty() {
+        return out;
+    }
+    // One panel per task: head `h`, block `b`.
+    for_each_chunk(&mut out, d * BLOCK, |panel_index, panel| {
+        let (h, b) = (panel_index / blocks, panel_index % blocks);
+        for (t, x) in (b * BLOCK..n.min(b * BLOCK + BLOCK)).zip(x.chunks_exact(heads * d).skip(b * BLOCK)) {
+            for (i, &x) in x[h * d..][..d].iter().enumerate() {
                 panel[i * BLOCK + t % BLOCK] = x;
             }
         }
-    }
+    });
     out
 }
 

@@ -356,12 +356,8 @@ fn float_backward(isa: Isa, w: &Weights<'_>, d_out: &[f32], dx: &mut [f32]) -> R
         }
         let (tile, tile_grads) = (&*tile, &*tile_grads);
         for_each_chunk(dx, token_block * n_in, |i, dx| {
-            isa.mad_rows(
-                n_in,
-                dx,
-                tile,
-                &tile_grads[i * token_block * rows..][..dx.len() / n_in * rows],
-            )
+            let tile_grads = &tile_grads[i * token_block * rows..][..dx.len() / n_in * rows];
+            isa.mad_rows(n_in, dx, tile, tile_grads)
         });
     }
     Ok(())
