@@ -3,6 +3,7 @@
 mod args;
 mod cmd;
 mod config;
+mod malloc;
 mod progress;
 mod remote;
 
@@ -73,8 +74,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    use_one_malloc_arena();
+    malloc::use_one_arena();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Models(command) => cmd::models::run(command),
@@ -108,15 +108,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// One malloc arena for the whole process (glibc's default is one per thread that meets contention). Parallel regions
-/// (a forward pass, a training step) run on a pool thread, whose own arena hands large freed buffers back to the
-/// kernel, so each training step faulted its activations in again, zeroed page by page: `clear_page` took 19 % of a
-/// Qwen2.5-Coder-1.5B step without checkpointing (46.6 → 63.0 tokens/s with one arena; with checkpointing and at
-/// inference, no change beyond noise).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn use_one_malloc_arena() {
-    // SAFETY: `mallopt` only tunes the allocator; it runs first in `main`, before any other thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
 }

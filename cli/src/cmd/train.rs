@@ -324,7 +324,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         fim,
     );
     let isa = Isa::selected();
-    keep_freed_memory();
+    crate::malloc::keep_freed_memory();
     let transposes = options.input_gradients == InputGradients::Int8;
     let mut run = if args.resume {
         let checkpoint = checkpoint::load(&checkpoint_path, &model, &fingerprint, 0.0)
@@ -526,25 +526,6 @@ fn loss_curve_svg(losses: &[f32]) -> String {
         smooth = points(&mut average),
     )
 }
-
-/// Makes glibc's allocator keep the memory a training step frees for the next step rather than hand it back to the
-/// system: by default a buffer of a few MB or more is a fresh mapping, zeroed page by page on first touch, every
-/// step. (Without gradient checkpointing a Qwen2.5-Coder-1.5B step allocates 3.6 GB of activations: 34.5 → 38.6–39.2
-/// tokens/s with this, the kernel's page clearing having taken a sixth of the time; with checkpointing no change.)
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
-    // Allocations up to 32 MiB (glibc's largest threshold) from the heap.
-    // SAFETY: `mallopt` only sets an allocator parameter, which glibc reads under its own lock.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) };
-    // Never trim the heap's top (-1, as mallopt(3) documents: a threshold, an `int`, could not exceed the 3.6 GB a
-    // step frees).
-    // SAFETY: as above.
-    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, -1) };
-}
-
-/// Other allocators keep their own policies.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}
 
 #[cfg(test)]
 mod tests {
