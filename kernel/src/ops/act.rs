@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use super::{OpError, even_chunks, expect_len, for_each_chunk};
+use super::{ELEMENTWISE_CHUNK, OpError, even_chunks, expect_len, for_each_chunk};
 use crate::simd::Isa;
 
 /// GELU, tanh approximation: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
@@ -12,9 +12,6 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)))
 }
 
-/// Elements of a gated activation per thread task (below this, one thread does it all).
-const GATED_CHUNK: usize = 4096;
-
 /// `apply(gate, up)` over pieces of the two, spread across threads (prefill's gate is `[n_tokens, n_ff]`).
 fn gated(
     what: &'static str,
@@ -23,9 +20,14 @@ fn gated(
     apply: impl Fn(&mut [f32], &[f32]) + Sync + Send,
 ) -> Result<(), OpError> {
     expect_len(what, up.len(), gate.len())?;
-    let chunk = even_chunks(gate.len(), GATED_CHUNK);
-    for_each_chunk(gate, chunk, |i, gate| apply(gate, &up[i * chunk..][..gate.len()]));
+    elementwise(gate, up, apply);
     Ok(())
+}
+
+/// `apply(x, y)` over matching pieces of two equally long slices, spread across threads.
+fn elementwise(x: &mut [f32], y: &[f32], apply: impl Fn(&mut [f32], &[f32]) + Sync + Send) {
+    let chunk = even_chunks(x.len(), ELEMENTWISE_CHUNK);
+    for_each_chunk(x, chunk, |i, x| apply(x, &y[i * chunk..][..x.len()]));
 }
 
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]` with `silu(x) = x / (1 + exp(-x))` and libm's `expf`, vectorised
@@ -56,20 +58,39 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
 /// `x[i] += y[i]` (residual connections).
 pub fn add_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
     expect_len("addend", y.len(), x.len())?;
-    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+    elementwise(x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
     Ok(())
 }
 
 /// `x[i] *= y[i]`.
 pub fn mul_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
     expect_len("factor", y.len(), x.len())?;
-    x.iter_mut().zip(y).for_each(|(a, b)| *a *= b);
+    elementwise(x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a *= b));
+    Ok(())
+}
+
+/// Adds `row` to every `row.len()`-element row of `x` (a projection's bias).
+pub fn add_to_rows(x: &mut [f32], row: &[f32]) -> Result<(), OpError> {
+    if row.is_empty() || !x.len().is_multiple_of(row.len()) {
+        return Err(OpError::Shape {
+            what: "rows to add to",
+            expected: row.len(),
+            got: x.len(),
+        });
+    }
+    let rows_per_chunk = ELEMENTWISE_CHUNK.div_ceil(row.len());
+    for_each_chunk(x, rows_per_chunk * row.len(), |_, rows| {
+        for r in rows.chunks_exact_mut(row.len()) {
+            r.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        }
+    });
     Ok(())
 }
 
 /// `x[i] *= s`.
 pub fn scale(x: &mut [f32], s: f32) {
-    x.iter_mut().for_each(|a| *a *= s);
+    let chunk = even_chunks(x.len(), ELEMENTWISE_CHUNK);
+    for_each_chunk(x, chunk, |_, x| x.iter_mut().for_each(|a| *a *= s));
 }
 
 /// Softmax in place; the sum of exponentials is accumulated in f64. An empty slice is left alone.
@@ -117,5 +138,9 @@ mod tests {
         scale(&mut x, 2.0);
         assert_eq!(x, [8.0, 3.0, -8.0]);
         assert!(mul_assign(&mut x, &[1.0]).is_err());
+        let mut rows = [1.0f32, 2.0, 3.0, 4.0];
+        add_to_rows(&mut rows, &[10.0, 20.0]).unwrap();
+        assert_eq!(rows, [11.0, 22.0, 13.0, 24.0]);
+        assert!(add_to_rows(&mut rows, &[1.0; 3]).is_err());
     }
 }

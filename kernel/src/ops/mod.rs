@@ -9,6 +9,7 @@ pub mod rope;
 #[cfg(feature = "std")]
 pub mod team;
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::quant::QuantError;
@@ -63,14 +64,15 @@ pub fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(),
 /// single thread, keeps the work on the calling thread (handing it to the pool would only add a wake-up).
 ///
 /// Code that runs inside a [`team::region`] parallelises its loops with this (or [`for_each_task`]): rayon loops
-/// started there run on the region's leader alone.
+/// started there run on the region's leader alone. A loop started inside a chunk of a team's loop runs on that chunk's
+/// thread, in order.
 pub fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     if data.len() <= chunk_len {
         f(0, data);
         return;
     }
     #[cfg(feature = "std")]
-    if thread_count() > 1 {
+    if thread_count() > 1 && !team::in_chunk() {
         team::with_leading(|team| match team {
             Some(team) => {
                 let len = data.len();
@@ -147,8 +149,25 @@ unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 /// A chunk length that splits `len` items of element-wise work evenly across the threads, but no smaller than
 /// `min_chunk` (below which a thread's share costs less than waking it).
-pub(crate) fn even_chunks(len: usize, min_chunk: usize) -> usize {
+pub fn even_chunks(len: usize, min_chunk: usize) -> usize {
     len.div_ceil(thread_count()).max(min_chunk)
+}
+
+/// Elements of element-wise work (a residual sum, a gated activation, zeroing) per thread task: below this, one thread
+/// does it all, as a decode step's vectors do.
+pub const ELEMENTWISE_CHUNK: usize = 4096;
+
+/// `len` zeros, written across the threads. Prefill and training allocate activations of megabytes per operation;
+/// `vec![0.0; len]` zeroes reused memory with one thread's `memset` while the others wait.
+pub fn zeroed(len: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    let chunk = even_chunks(len, ELEMENTWISE_CHUNK);
+    for_each_chunk(&mut out.spare_capacity_mut()[..len], chunk, |_, part| {
+        part.fill(core::mem::MaybeUninit::new(0.0));
+    });
+    // SAFETY: the capacity is at least `len`, and the loop above wrote every element of `..len` (its chunks cover it).
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// How many threads [`for_each_chunk`] spreads work over.

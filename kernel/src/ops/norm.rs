@@ -1,10 +1,28 @@
 //! RMSNorm: `y = x / sqrt(mean(x²) + eps) * weight`, per row.
 
-use super::{OpError, expect_len};
+use super::{ELEMENTWISE_CHUNK, OpError, expect_len, for_each_chunk};
 
-/// Normalises each `weight.len()`-element row of `x` in place and scales it by `weight`.
+/// Normalises each `weight.len()`-element row of `x` in place and scales it by `weight`, rows spread across threads.
 /// The sum of squares is accumulated in f64, as the reference does, so long rows lose nothing.
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), OpError> {
+    for_each_row_chunk(x, weight, |_, rows| normalise(rows, weight, eps))
+}
+
+/// Like [`rms_norm`] but writes into `out` (same shape as `x`).
+pub fn rms_norm_into(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) -> Result<(), OpError> {
+    expect_len("rms_norm output", out.len(), x.len())?;
+    for_each_row_chunk(out, weight, |at, rows| {
+        rows.copy_from_slice(&x[at..][..rows.len()]);
+        normalise(rows, weight, eps);
+    })
+}
+
+/// Runs `f(offset, rows)` over groups of whole rows of `x` (rows of `weight.len()`), across threads.
+fn for_each_row_chunk(
+    x: &mut [f32],
+    weight: &[f32],
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Result<(), OpError> {
     let n = weight.len();
     if n == 0 || !x.len().is_multiple_of(n) {
         return Err(OpError::Shape {
@@ -13,6 +31,14 @@ pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), OpError> 
             got: x.len(),
         });
     }
+    let chunk = ELEMENTWISE_CHUNK.div_ceil(n) * n;
+    for_each_chunk(x, chunk, |i, rows| f(i * chunk, rows));
+    Ok(())
+}
+
+/// [`rms_norm`] of whole rows, on this thread.
+fn normalise(x: &mut [f32], weight: &[f32], eps: f32) {
+    let n = weight.len();
     for row in x.chunks_exact_mut(n) {
         let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
         let scale = 1.0 / libm::sqrtf((sum / n as f64) as f32 + eps);
@@ -20,14 +46,6 @@ pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), OpError> 
             *v = (*v * scale) * w;
         }
     }
-    Ok(())
-}
-
-/// Like [`rms_norm`] but writes into `out` (same shape as `x`).
-pub fn rms_norm_into(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) -> Result<(), OpError> {
-    expect_len("rms_norm output", out.len(), x.len())?;
-    out.copy_from_slice(x);
-    rms_norm(out, weight, eps)
 }
 
 #[cfg(test)]

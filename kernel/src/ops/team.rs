@@ -50,6 +50,14 @@ pub(crate) struct Team {
 std::thread_local! {
     /// The team whose region body this thread is running, if any.
     static LEADING: Cell<*const Team> = const { Cell::new(core::ptr::null()) };
+    /// This thread is running a chunk of a team's loop.
+    static IN_CHUNK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is running a chunk of a team's loop: a loop started there runs on this thread alone (the
+/// team holds one loop at a time, and its other threads are busy with the rest of the outer one).
+pub(crate) fn in_chunk() -> bool {
+    IN_CHUNK.get()
 }
 
 /// Runs `body` with the pool's threads held as a team: the kernels' parallel loops started by `body` (on the thread
@@ -153,9 +161,11 @@ impl Team {
                     // unclaimed; that loop's leader waits in `run_loop` until the chunk is finished, which keeps the
                     // loop (published before the cursor, with release) alive and current.
                     let job = unsafe { &*self.current.load(Ordering::Relaxed) };
+                    IN_CHUNK.set(true);
                     if catch_unwind(AssertUnwindSafe(|| (job.run)(next))).is_err() {
                         self.panicked.store(true, Ordering::Relaxed);
                     }
+                    IN_CHUNK.set(false);
                     self.finished.fetch_add(1, Ordering::Release);
                     ran = true;
                     cursor = self.cursor.load(Ordering::Acquire);
@@ -238,6 +248,44 @@ mod tests {
                 data.iter().map(|&x| u32::from(x)).sum::<u32>()
             });
             assert_eq!(sum, 128);
+        });
+    }
+
+    #[test]
+    fn a_loop_inside_a_chunk_runs_on_that_chunks_thread_and_the_outer_loop_is_undisturbed() {
+        pool(4).install(|| {
+            let mut outer: Vec<u32> = vec![0; 256];
+            region(|| {
+                for round in 1..=200u32 {
+                    for_each_chunk(&mut outer, 16, |i, chunk| {
+                        let thread = std::thread::current().id();
+                        let mut inner = vec![(0u32, None); 64];
+                        for_each_chunk(&mut inner, 4, |j, part| {
+                            part.fill((j as u32, Some(std::thread::current().id())));
+                        });
+                        assert!(inner.iter().all(|&(_, t)| t == Some(thread)));
+                        let inner_sum: u32 = inner.iter().map(|&(j, _)| j).sum();
+                        chunk.iter_mut().for_each(|x| *x += inner_sum + i as u32);
+                    });
+                    // Every element of every outer chunk was added to once per round.
+                    let expected = |i: usize| round * (4 * (0..16).sum::<u32>() + (i / 16) as u32);
+                    assert!(outer.iter().enumerate().all(|(i, &x)| x == expected(i)));
+                }
+            });
+        });
+    }
+
+    #[test]
+    fn zeroed_buffers_are_zero_after_the_allocator_reuses_dirty_memory() {
+        pool(2).install(|| {
+            region(|| {
+                for len in [0, 1, 4095, 4096, 4097, 100_003] {
+                    drop(vec![f32::NAN; len]);
+                    let zeros = crate::ops::zeroed(len);
+                    assert_eq!(zeros.len(), len);
+                    assert!(zeros.iter().all(|&x| x.to_bits() == 0));
+                }
+            });
         });
     }
 }

@@ -545,9 +545,7 @@ impl<'a> Model<'a> {
                 (&mut *v, &layer.v_bias),
             ] {
                 if let Some(bias) = bias {
-                    for row in buf.chunks_exact_mut(bias.len()) {
-                        act::add_assign(row, bias)?;
-                    }
+                    act::add_to_rows(buf, bias)?;
                 }
             }
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
