@@ -14,7 +14,7 @@
 
 use hearth_kernel::ops::attention::AttentionParams;
 use hearth_kernel::ops::matmul::MatmulScratch;
-use hearth_kernel::ops::{act, norm};
+use hearth_kernel::ops::{ELEMENTWISE_CHUNK, act, norm, try_for_each_chunk, zeroed};
 use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LayerLora;
 use hearth_runtime::model::{Arch, Config, Layer, LayerAttention, Projection};
@@ -24,7 +24,7 @@ use crate::ops::attention::{attention_backward, attention_forward};
 use crate::ops::linear::{Frozen, Requantized, frozen_linear_backward};
 use crate::ops::lora::lora_backward;
 use crate::ops::norm::rms_norm_backward;
-use crate::ops::rope::rope_backward;
+use crate::ops::rope::invert_angles;
 use crate::ops::{OpError, expect_len};
 
 /// The activations [`Block::backward`] needs, as [`Block::forward`] saw them.
@@ -67,6 +67,24 @@ pub struct Block<'l, 'a> {
     pub isa: Isa,
 }
 
+/// Runs `f(t, row)` on each `width`-element row of `x` (token `t`'s), tokens spread across threads.
+fn for_each_token(
+    x: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, &mut [f32]) -> Result<(), OpError> + Sync + Send,
+) -> Result<(), OpError> {
+    if width == 0 {
+        return Ok(());
+    }
+    let rows_per_chunk = ELEMENTWISE_CHUNK.div_ceil(width);
+    try_for_each_chunk(x, rows_per_chunk * width, |i, rows| {
+        for (j, row) in rows.chunks_exact_mut(width).enumerate() {
+            f(i * rows_per_chunk + j, row)?;
+        }
+        Ok(())
+    })
+}
+
 /// A block's projections' copies, by [`Projection`].
 pub type LayerRequantized = [Requantized; Projection::ALL.len()];
 
@@ -79,12 +97,8 @@ pub fn requantize(layer: &Layer<'_>, isa: Isa) -> Result<LayerRequantized, OpErr
     Ok(out)
 }
 
-fn zeros(n: usize) -> Vec<f32> {
-    vec![0.0; n]
-}
-
 fn norm_backward(x: &[f32], weight: &[f32], eps: f32, d_out: &[f32]) -> Result<Vec<f32>, OpError> {
-    let mut dx = zeros(x.len());
+    let mut dx = zeroed(x.len());
     rms_norm_backward(x, weight, eps, d_out, &mut dx)?;
     Ok(dx)
 }
@@ -109,12 +123,21 @@ impl<'a> Block<'_, 'a> {
 
     /// RoPE angles of every position `0..n_tokens`, `[n_tokens, n_rot]`.
     fn angles(&self, n_tokens: usize) -> Result<Vec<f32>, OpError> {
-        let n_rot = self.attention.rope.n_rot;
-        let mut table = zeros(n_tokens * n_rot);
-        for (pos, row) in table.chunks_exact_mut(n_rot.max(1)).enumerate() {
-            self.attention.rope.angles(pos, row)?;
-        }
+        let rope = &self.attention.rope;
+        let mut table = zeroed(n_tokens * rope.n_rot);
+        for_each_token(&mut table, rope.n_rot, |pos, row| rope.angles(pos, row))?;
         Ok(table)
+    }
+
+    /// Rotates the queries `q: [n_tokens, q_dim]` and keys `k: [n_tokens, kv_dim]` of each position by its row of
+    /// `table` ([`Block::angles`], or their inverses in the backward).
+    fn rotate(&self, q: &mut [f32], k: &mut [f32], table: &[f32]) -> Result<(), OpError> {
+        let (rope, hd) = (&self.attention.rope, self.config.head_dim);
+        let n_rot = rope.n_rot;
+        for (x, width) in [(q, self.config.q_dim()), (k, self.config.kv_dim())] {
+            for_each_token(x, width, |t, row| rope.apply(row, hd, &table[t * n_rot..][..n_rot]))?;
+        }
+        Ok(())
     }
 
     /// Runs the block on `x: [n_tokens, dim]` (positions `0..n_tokens`) with `adapters` (each pair's update scaled
@@ -128,7 +151,7 @@ impl<'a> Block<'_, 'a> {
         scratch: &mut MatmulScratch,
     ) -> Result<(Vec<f32>, Option<Saved>), OpError> {
         let (c, layer, isa) = (self.config, self.layer, self.isa);
-        let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
+        let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());
         if dim == 0 || !x.len().is_multiple_of(dim) {
             return Err(OpError::Shape {
                 what: "block input",
@@ -148,9 +171,9 @@ impl<'a> Block<'_, 'a> {
             Ok(())
         };
 
-        let mut h1 = zeros(n * dim);
+        let mut h1 = zeroed(n * dim);
         norm::rms_norm_into(x, &layer.attn_norm, c.eps, &mut h1)?;
-        let (mut q, mut k, mut v) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
+        let (mut q, mut k, mut v) = (zeroed(n * q_dim), zeroed(n * kv_dim), zeroed(n * kv_dim));
         run(Projection::Q, &h1, &mut q)?;
         run(Projection::K, &h1, &mut k)?;
         run(Projection::V, &h1, &mut v)?;
@@ -160,9 +183,7 @@ impl<'a> Block<'_, 'a> {
             (&mut v, &layer.v_bias),
         ] {
             if let Some(bias) = bias {
-                for row in buf.chunks_exact_mut(bias.len()) {
-                    act::add_assign(row, bias)?;
-                }
+                act::add_to_rows(buf, bias)?;
             }
         }
         let (mut q_raw, mut k_raw) = (None, None);
@@ -172,15 +193,10 @@ impl<'a> Block<'_, 'a> {
             norm::rms_norm(&mut q, qn, c.eps)?;
             norm::rms_norm(&mut k, kn, c.eps)?;
         }
-        let rope = &self.attention.rope;
-        let angles = self.angles(n)?;
-        for (t, table) in angles.chunks_exact(rope.n_rot.max(1)).enumerate().take(n) {
-            rope.apply(&mut q[t * q_dim..][..q_dim], hd, table)?;
-            rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, table)?;
-        }
-        let mut attn = zeros(n * q_dim);
+        self.rotate(&mut q, &mut k, &self.angles(n)?)?;
+        let mut attn = zeroed(n * q_dim);
         let probs = attention_forward(isa, &self.attention_params(), &q, &k, &v, &mut attn)?;
-        let mut o = zeros(n * dim);
+        let mut o = zeroed(n * dim);
         run(Projection::O, &attn, &mut o)?;
         let o_raw = match &layer.post_attn_norm {
             Some(post) => {
@@ -190,12 +206,12 @@ impl<'a> Block<'_, 'a> {
             }
             None => None,
         };
-        let mut mid = x.to_vec();
-        act::add_assign(&mut mid, &o)?;
+        act::add_assign(&mut o, x)?;
+        let mid = o;
 
-        let mut h2 = zeros(n * dim);
+        let mut h2 = zeroed(n * dim);
         norm::rms_norm_into(&mid, &layer.ffn_norm, c.eps, &mut h2)?;
-        let (mut gate, mut up) = (zeros(n * c.ff_dim), zeros(n * c.ff_dim));
+        let (mut gate, mut up) = (zeroed(n * c.ff_dim), zeroed(n * c.ff_dim));
         run(Projection::Gate, &h2, &mut gate)?;
         run(Projection::Up, &h2, &mut up)?;
         let mut activated = gate.clone();
@@ -204,7 +220,7 @@ impl<'a> Block<'_, 'a> {
         } else {
             act::swiglu(isa, &mut activated, &up)?;
         }
-        let mut down = zeros(n * dim);
+        let mut down = zeroed(n * dim);
         run(Projection::Down, &activated, &mut down)?;
         let down_raw = match &layer.post_ffn_norm {
             Some(post) => {
@@ -214,8 +230,8 @@ impl<'a> Block<'_, 'a> {
             }
             None => None,
         };
-        let mut y = mid.clone();
-        act::add_assign(&mut y, &down)?;
+        act::add_assign(&mut down, &mid)?;
+        let y = down;
         let saved = save.then_some(Saved {
             h1,
             q_raw,
@@ -251,7 +267,7 @@ impl<'a> Block<'_, 'a> {
         scratch: &mut MatmulScratch,
     ) -> Result<Vec<f32>, OpError> {
         let (c, layer, isa) = (self.config, self.layer, self.isa);
-        let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
+        let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());
         expect_len("block output gradient", d_out.len(), x.len())?;
         let n = x.len() / dim;
         // Adds the gradient through `projection`'s weights and adapter (whose input was `input`) to `dx`.
@@ -265,32 +281,40 @@ impl<'a> Block<'_, 'a> {
         };
 
         // Feed-forward branch.
+        let d_down_normed;
         let d_down = match (&layer.post_ffn_norm, &saved.down_raw) {
-            (Some(post), Some(raw)) => norm_backward(raw, post, c.eps, d_out)?,
-            _ => d_out.to_vec(),
+            (Some(post), Some(raw)) => {
+                d_down_normed = norm_backward(raw, post, c.eps, d_out)?;
+                &d_down_normed
+            }
+            _ => d_out,
         };
-        let mut d_act = zeros(n * c.ff_dim);
-        through(Projection::Down, &saved.act, &d_down, &mut d_act)?;
-        let (mut d_gate, mut d_up) = (zeros(d_act.len()), zeros(d_act.len()));
+        let mut d_act = zeroed(n * c.ff_dim);
+        through(Projection::Down, &saved.act, d_down, &mut d_act)?;
+        let (mut d_gate, mut d_up) = (zeroed(d_act.len()), zeroed(d_act.len()));
         if c.arch == Arch::Gemma3 {
             geglu_backward(&saved.gate, &saved.up, &d_act, &mut d_gate, &mut d_up)?;
         } else {
             swiglu_backward(&saved.gate, &saved.up, &d_act, &mut d_gate, &mut d_up)?;
         }
-        let mut d_h2 = zeros(n * dim);
+        let mut d_h2 = zeroed(n * dim);
         through(Projection::Gate, &saved.h2, &d_gate, &mut d_h2)?;
         through(Projection::Up, &saved.h2, &d_up, &mut d_h2)?;
         let mut d_mid = norm_backward(&saved.mid, &layer.ffn_norm, c.eps, &d_h2)?;
         act::add_assign(&mut d_mid, d_out)?;
 
         // Attention branch.
+        let d_o_normed;
         let d_o = match (&layer.post_attn_norm, &saved.o_raw) {
-            (Some(post), Some(raw)) => norm_backward(raw, post, c.eps, &d_mid)?,
-            _ => d_mid.clone(),
+            (Some(post), Some(raw)) => {
+                d_o_normed = norm_backward(raw, post, c.eps, &d_mid)?;
+                &d_o_normed
+            }
+            _ => &d_mid,
         };
-        let mut d_attn = zeros(n * q_dim);
-        through(Projection::O, &saved.attn, &d_o, &mut d_attn)?;
-        let (mut dq, mut dk, mut dv) = (zeros(n * q_dim), zeros(n * kv_dim), zeros(n * kv_dim));
+        let mut d_attn = zeroed(n * q_dim);
+        through(Projection::O, &saved.attn, d_o, &mut d_attn)?;
+        let (mut dq, mut dk, mut dv) = (zeroed(n * q_dim), zeroed(n * kv_dim), zeroed(n * kv_dim));
         let params = self.attention_params();
         attention_backward(
             isa,
@@ -304,19 +328,16 @@ impl<'a> Block<'_, 'a> {
             &mut dk,
             &mut dv,
         )?;
-        let rope = &self.attention.rope;
-        let angles = self.angles(n)?;
-        for (t, table) in angles.chunks_exact(rope.n_rot.max(1)).enumerate().take(n) {
-            rope_backward(rope, &mut dq[t * q_dim..][..q_dim], hd, table)?;
-            rope_backward(rope, &mut dk[t * kv_dim..][..kv_dim], hd, table)?;
-        }
+        let mut inverse = self.angles(n)?;
+        invert_angles(&mut inverse);
+        self.rotate(&mut dq, &mut dk, &inverse)?;
         if let (Some(qn), Some(kn), Some(q_raw), Some(k_raw)) =
             (&layer.q_norm, &layer.k_norm, &saved.q_raw, &saved.k_raw)
         {
             dq = norm_backward(q_raw, qn, c.eps, &dq)?;
             dk = norm_backward(k_raw, kn, c.eps, &dk)?;
         }
-        let mut d_h1 = zeros(n * dim);
+        let mut d_h1 = zeroed(n * dim);
         through(Projection::Q, &saved.h1, &dq, &mut d_h1)?;
         through(Projection::K, &saved.h1, &dk, &mut d_h1)?;
         through(Projection::V, &saved.h1, &dv, &mut d_h1)?;

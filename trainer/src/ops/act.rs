@@ -5,6 +5,7 @@
 //! a relative 2⁻¹¹), so the loss the optimizer follows is the one its gradient describes.
 
 use hearth_kernel::ops::act::gelu_tanh;
+use hearth_kernel::ops::{ELEMENTWISE_CHUNK, even_chunks, for_each_chunk, for_each_task};
 
 use super::{OpError, expect_len};
 
@@ -15,7 +16,7 @@ fn gated_backward(
     d_out: &[f32],
     d_gate: &mut [f32],
     d_up: &mut [f32],
-    f: impl Fn(f32) -> (f32, f32),
+    f: impl Fn(f32) -> (f32, f32) + Sync,
 ) -> Result<(), OpError> {
     for (what, len) in [
         ("gated up", up.len()),
@@ -25,11 +26,27 @@ fn gated_backward(
     ] {
         expect_len(what, len, gate.len())?;
     }
-    for ((((&g, &u), &dy), dg), du) in gate.iter().zip(up).zip(d_out).zip(d_gate).zip(d_up) {
-        let (value, slope) = f(g);
-        *du = dy * value;
-        *dg = dy * u * slope;
-    }
+    let chunk = even_chunks(gate.len(), ELEMENTWISE_CHUNK);
+    let mut tasks: Vec<_> = d_gate
+        .chunks_mut(chunk)
+        .zip(d_up.chunks_mut(chunk))
+        .enumerate()
+        .collect();
+    for_each_task(&mut tasks, |(i, (d_gate, d_up))| {
+        let at = *i * chunk;
+        let (gate, up, d_out) = (&gate[at..], &up[at..], &d_out[at..]);
+        for ((((&g, &u), &dy), dg), du) in gate
+            .iter()
+            .zip(up)
+            .zip(d_out)
+            .zip(d_gate.iter_mut())
+            .zip(d_up.iter_mut())
+        {
+            let (value, slope) = f(g);
+            *du = dy * value;
+            *dg = dy * u * slope;
+        }
+    });
     Ok(())
 }
 
@@ -65,9 +82,12 @@ fn gelu_with_slope(x: f32) -> (f32, f32) {
 /// GeGLU forward in float: `gate[i] = gelu(gate[i]) · up[i]`, with the kernel's cut-offs but no f16 rounding.
 pub fn geglu_smooth(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
     expect_len("GeGLU input", up.len(), gate.len())?;
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = gelu_with_slope(*g).0 * u;
-    }
+    let chunk = even_chunks(gate.len(), ELEMENTWISE_CHUNK);
+    for_each_chunk(gate, chunk, |i, gate| {
+        for (g, &u) in gate.iter_mut().zip(&up[i * chunk..]) {
+            *g = gelu_with_slope(*g).0 * u;
+        }
+    });
     Ok(())
 }
 

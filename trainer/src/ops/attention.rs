@@ -14,7 +14,7 @@
 use core::ops::Range;
 
 use hearth_kernel::ops::attention::AttentionParams;
-use hearth_kernel::ops::{for_each_chunk, for_each_task, thread_count};
+use hearth_kernel::ops::{for_each_chunk, for_each_task, thread_count, zeroed};
 use hearth_kernel::simd::Isa;
 
 use super::{OpError, expect_len};
@@ -96,7 +96,7 @@ impl Layout {
 /// primitives take them.
 fn by_head(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
     let n = x.len() / (heads * d);
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = zeroed(x.len());
     for_each_chunk(&mut out, n * d, |h, out| {
         for (out, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(heads * d)) {
             out.copy_from_slice(&x[h * d..][..d]);
@@ -124,7 +124,7 @@ fn by_token(x: &[f32], heads: usize, d: usize, out: &mut [f32]) {
 fn panels(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
     let n = x.len() / (heads * d);
     let blocks = n.div_ceil(BLOCK);
-    let mut out = vec![0.0f32; heads * blocks * d * BLOCK];
+    let mut out = zeroed(heads * blocks * d * BLOCK);
     if out.is_empty() {
         return out;
     }
@@ -254,8 +254,8 @@ pub fn attention_forward(
     let x = Operands::new(p, n, q, k, v);
     let layout = Layout::new(p, n);
     let d = x.d;
-    let mut probs = vec![0.0f32; p.n_heads * layout.per_head];
-    let mut out_heads = vec![0.0f32; q.len()];
+    let mut probs = zeroed(p.n_heads * layout.per_head);
+    let mut out_heads = zeroed(q.len());
     for_each_task(
         &mut row_tasks(&layout, d, &mut probs, &mut out_heads),
         |&mut (h, block, ref mut probs, ref mut out)| {
@@ -314,8 +314,8 @@ pub fn attention_backward(
     let d = x.d;
     let (d_outs, value_panels) = (by_head(d_out, p.n_heads, d), panels(v, p.n_kv_heads, d));
     // dZ, laid out like the probabilities (zero where masked, as they are).
-    let mut dz = vec![0.0f32; probs.len()];
-    let mut dq_heads = vec![0.0f32; q.len()];
+    let mut dz = zeroed(probs.len());
+    let mut dq_heads = zeroed(q.len());
     for_each_task(
         &mut row_tasks(&layout, d, &mut dz, &mut dq_heads),
         |&mut (h, block, ref mut dz, ref mut dq)| {
@@ -357,7 +357,7 @@ pub fn attention_backward(
     );
     by_token(&dq_heads, p.n_heads, d, dq);
 
-    let (mut dk_heads, mut dv_heads) = (vec![0.0f32; k.len()], vec![0.0f32; v.len()]);
+    let (mut dk_heads, mut dv_heads) = (zeroed(k.len()), zeroed(v.len()));
     // One task per KV head and block of key positions: (KV head, block, its rows of dK and of dV).
     let mut tasks: Vec<(usize, usize, &mut [f32], &mut [f32])> = (dk_heads.chunks_exact_mut(n * d))
         .zip(dv_heads.chunks_exact_mut(n * d))

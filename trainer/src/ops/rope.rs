@@ -1,22 +1,20 @@
 //! RoPE backward. Each pair of dimensions is rotated by its angle, an orthogonal map, so the gradient is rotated
 //! back: by the same angles with their sines negated.
 
-use hearth_kernel::ops::rope::Rope;
-
-use super::OpError;
-
-/// Turns `d_out` (heads of `head_dim`, all rotated by `table` from [`Rope::angles`]) into the gradient with respect
-/// to the rotation's input, in place.
-pub fn rope_backward(rope: &Rope, d_out: &mut [f32], head_dim: usize, table: &[f32]) -> Result<(), OpError> {
-    let inverse: Vec<f32> = table.chunks_exact(2).flat_map(|cs| [cs[0], -cs[1]]).collect();
-    rope.apply(d_out, head_dim, &inverse)
+/// Turns a table of rotations (`[cos, sin]` pairs from [`Rope::angles`](hearth_kernel::ops::rope::Rope::angles), of
+/// any number of positions) into their inverses, in place: [`Rope::apply`](hearth_kernel::ops::rope::Rope::apply)
+/// with the inverses turns the gradient of a rotation's output into that of its input.
+pub fn invert_angles(table: &mut [f32]) {
+    for pair in table.chunks_exact_mut(2) {
+        pair[1] = -pair[1];
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::check::{Rng, assert_gradient, project};
-    use hearth_kernel::ops::rope::RopeStyle;
+    use hearth_kernel::ops::rope::{Rope, RopeStyle};
 
     #[test]
     fn matches_finite_differences_in_both_layouts() {
@@ -34,8 +32,9 @@ mod tests {
             rope.angles(pos, &mut table).unwrap();
             let x = rng.vec(heads * head_dim, 1.0);
             let g = rng.vec(x.len(), 1.0);
-            let mut dx = g.clone();
-            rope_backward(&rope, &mut dx, head_dim, &table).unwrap();
+            let (mut dx, mut inverse) = (g.clone(), table.clone());
+            invert_angles(&mut inverse);
+            rope.apply(&mut dx, head_dim, &inverse).unwrap();
             assert_gradient("rope dx", &x, &dx, 1e-2, 1e-3, |x| {
                 let mut y = x.to_vec();
                 rope.apply(&mut y, head_dim, &table).unwrap();
