@@ -281,6 +281,39 @@ fn a_client_that_hangs_up_cancels_its_generation() {
     assert_eq!(status, 200);
 }
 
+#[test]
+fn a_client_that_hangs_up_during_its_prompt_stops_the_prompt_there() {
+    let server = Server::start(SMOL, &["-c", "4096"]);
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/perplexity/textwrap.py.txt"))
+            .unwrap();
+    // About 3,500 tokens: seven of the prefill's batches, seconds of work.
+    let question = user(&format!("Summarise this module:\n{}", &source[..14_000]));
+    let mut request = chat(question.clone(), 8);
+    request["stream"] = json!(true);
+    let stream = server.send("POST", "/v1/chat/completions", &[], &request.to_string());
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stream);
+    assert!(
+        server.wait_for_log("0 generated, Cancelled", Duration::from_secs(120)),
+        "{}",
+        server.log()
+    );
+    // The same prompt again reuses the batches that ran before the hang-up, and only those.
+    let (status, reply) = server.post("/v1/chat/completions", &chat(question, 1));
+    assert_eq!(status, 200, "{reply}");
+    let usage = &reply["usage"];
+    let (prompt, cached) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap(),
+    );
+    assert!(
+        cached < prompt - 1,
+        "the whole prompt ran after the client left ({cached} of {prompt} cached): {}",
+        server.log()
+    );
+}
+
 /// Four different greedy completions, sent one after another and then all at once: each gets the same text either
 /// way, whether the requests wait for the one slot or decode together in four.
 #[test]

@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -143,6 +144,18 @@ struct Active<'t> {
     started: Instant,
 }
 
+/// Where [`Engine::admit`] put a job's prompt.
+struct Admission {
+    /// The slot it runs in.
+    slot: usize,
+    /// Tokens in the prompt.
+    prompt_tokens: usize,
+    /// Of those, tokens reused from the slot's cache.
+    cached_tokens: usize,
+    /// The client left while the prompt ran, which stopped it.
+    client_left: bool,
+}
+
 /// Runs `f`, turning a panic (a bug) into an error so that the server keeps serving.
 fn guarded<T>(f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
@@ -211,17 +224,21 @@ fn serve(
             let busy: Vec<usize> = active.iter().map(|a| a.slot).collect();
             let started = Instant::now();
             match guarded(|| engine.admit(&mut slots, &busy, clock, &job)) {
-                Ok((slot, prompt_tokens, cached_tokens)) => {
+                Ok(admission) => {
                     let admitted = Active {
                         sampler: Sampler::new(job.sampling.clone()),
                         generator: Generator::new(engine.tokenizer, job.stop_conditions()),
                         job,
-                        slot,
-                        prompt_tokens,
-                        cached_tokens,
+                        slot: admission.slot,
+                        prompt_tokens: admission.prompt_tokens,
+                        cached_tokens: admission.cached_tokens,
                         started,
                     };
-                    match admitted.generator.done_before_start() {
+                    let end = match admission.client_left {
+                        true => Some(FinishReason::Cancelled),
+                        false => admitted.generator.done_before_start(),
+                    };
+                    match end {
                         Some(reason) => admitted.finish(reason),
                         None => active.push(admitted),
                     }
@@ -319,15 +336,10 @@ impl Engine<'_> {
         Ok(tokens)
     }
 
-    /// Puts `job`'s prompt into the best free slot (not in `busy`) and announces the start. Returns the slot, the
-    /// prompt's length and how much of it came from the cache.
-    fn admit(
-        &self,
-        slots: &mut [Slot<'_, '_>],
-        busy: &[usize],
-        clock: u64,
-        job: &Job,
-    ) -> Result<(usize, usize, usize), ApiError> {
+    /// Puts `job`'s prompt into the best free slot (not in `busy`) and announces the start. A client that leaves
+    /// while its prompt runs stops it between batches (a long prompt takes a laptop tens of seconds); the slot keeps
+    /// the batches already run, for a retry to reuse.
+    fn admit(&self, slots: &mut [Slot<'_, '_>], busy: &[usize], clock: u64, job: &Job) -> Result<Admission, ApiError> {
         let prompt = self.prompt_tokens(&job.prompt)?;
         let capacity = slots[0].session.capacity();
         let reserve = job.max_tokens.unwrap_or(1);
@@ -348,15 +360,25 @@ impl Engine<'_> {
             })
             .expect("admit is only called with a free slot");
         slot.last_used = clock;
-        let cached = slot
+        let prefilled = slot
             .session
-            .prefill(&prompt)
+            .prefill_unless(&prompt, || match job.events.is_closed() {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            })
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let _ = job.events.send(Event::Started {
+        if !prefilled.stopped {
+            let _ = job.events.send(Event::Started {
+                prompt_tokens: prompt.len(),
+                cached_tokens: prefilled.reused,
+            });
+        }
+        Ok(Admission {
+            slot: index,
             prompt_tokens: prompt.len(),
-            cached_tokens: cached,
-        });
-        Ok((index, prompt.len(), cached))
+            cached_tokens: prefilled.reused,
+            client_left: prefilled.stopped,
+        })
     }
 
     /// One token for every active job: sample each, finish those that end (or whose client left), and run the rest's
