@@ -63,6 +63,8 @@ fn trains_an_adapter_on_a_project_resumes_it_and_runs_with_it() {
     assert!(ok, "{err}");
     assert!(err.contains("data: project shop — 1 file(s), 5 sample(s)"), "{err}");
     assert!(err.contains("trained 2 steps"), "{err}");
+    // Its stderr is a pipe, where the bar is hidden: the first step's progress is a line.
+    assert!(err.contains("step 1/2 · loss "), "{err}");
     for file in ["cart.gguf", "cart.checkpoint.gguf", "cart.loss.svg"] {
         assert!(dir.path().join(file).is_file(), "{file} is missing: {err}");
     }

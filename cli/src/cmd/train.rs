@@ -13,11 +13,14 @@ use hearth_runtime::tokenizer::Tokenizer;
 use hearth_trainer::step::{InputGradients, Memory};
 use hearth_trainer::train::{Run, TrainOptions};
 use hearth_trainer::{checkpoint, data};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
 
 use crate::args::{ModelArg, ThreadsArg};
 use crate::cmd::chat::Interrupt;
 use crate::progress::Bars;
+
+/// How often a run whose stderr is not a terminal prints its progress line.
+const LOG_LINE_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -389,6 +392,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut tokens = 0usize;
     let first_step = run.progress.step;
     let mut stopped_early = false;
+    let mut last_line = Instant::now();
     while run.progress.step < run.options().total_steps {
         let report = run.step()?;
         tokens += report.tokens;
@@ -408,12 +412,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
         }
         let rate = tokens as f64 / started.elapsed().as_secs_f64();
-        bar.set_message(format!(
+        let status = format!(
             "loss {:.3}{} · {rate:.0} tok/s",
             report.loss,
             if report.skipped { " (skipped: not finite)" } else { "" }
-        ));
+        );
         bar.set_position(run.progress.step);
+        // A log (stderr not a terminal, as in an overnight `nohup`) gets the bar's line after the first step and then
+        // every minute, instead of nothing until the end.
+        if bar.is_hidden() && (run.progress.step == first_step + 1 || last_line.elapsed() >= LOG_LINE_EVERY) {
+            let total = bar.length().unwrap_or_default();
+            let per_step = started.elapsed().as_secs_f64() / (run.progress.step - first_step) as f64;
+            let eta = Duration::from_secs_f64(per_step * total.saturating_sub(run.progress.step) as f64);
+            eprintln!(
+                "step {}/{total} · {status} · eta {}",
+                run.progress.step,
+                HumanDuration(eta)
+            );
+            last_line = Instant::now();
+        }
+        bar.set_message(status);
         let due = match args.checkpoint_every {
             Some(every) => run.progress.step.is_multiple_of(every.max(1)),
             None => last_checkpoint.elapsed() >= Duration::from_secs(600),
