@@ -14,7 +14,7 @@
 
 use hearth_kernel::ops::attention::AttentionParams;
 use hearth_kernel::ops::matmul::MatmulScratch;
-use hearth_kernel::ops::{ELEMENTWISE_CHUNK, act, norm, try_for_each_chunk, zeroed};
+use hearth_kernel::ops::{act, norm, try_for_each_row_group, zeroed};
 use hearth_kernel::simd::Isa;
 use hearth_runtime::lora::LayerLora;
 use hearth_runtime::model::{Arch, Config, Layer, LayerAttention, Projection};
@@ -76,10 +76,9 @@ fn for_each_token(
     if width == 0 {
         return Ok(());
     }
-    let rows_per_chunk = ELEMENTWISE_CHUNK.div_ceil(width);
-    try_for_each_chunk(x, rows_per_chunk * width, |i, rows| {
-        for (j, row) in rows.chunks_exact_mut(width).enumerate() {
-            f(i * rows_per_chunk + j, row)?;
+    try_for_each_row_group(x, width, |first, rows| {
+        for (t, row) in (first..).zip(rows.chunks_exact_mut(width)) {
+            f(t, row)?;
         }
         Ok(())
     })

@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use super::{ELEMENTWISE_CHUNK, OpError, even_chunks, expect_len, for_each_chunk};
+use super::{ELEMENTWISE_CHUNK, OpError, even_chunks, expect_len, for_each_chunk, for_each_row_group};
 use crate::simd::Isa;
 
 /// GELU, tanh approximation: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
@@ -12,36 +12,32 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)))
 }
 
-/// `apply(gate, up)` over pieces of the two, spread across threads (prefill's gate is `[n_tokens, n_ff]`).
-fn gated(
+/// `apply(x, y)` over matching pieces of `x` and `y` (prefill's gate and up, `[n_tokens, n_ff]`; a residual stream and
+/// a branch), spread across threads; `what` names `y` in the error when the two differ in length.
+pub fn elementwise(
     what: &'static str,
-    gate: &mut [f32],
-    up: &[f32],
+    x: &mut [f32],
+    y: &[f32],
     apply: impl Fn(&mut [f32], &[f32]) + Sync + Send,
 ) -> Result<(), OpError> {
-    expect_len(what, up.len(), gate.len())?;
-    elementwise(gate, up, apply);
-    Ok(())
-}
-
-/// `apply(x, y)` over matching pieces of two equally long slices, spread across threads.
-fn elementwise(x: &mut [f32], y: &[f32], apply: impl Fn(&mut [f32], &[f32]) + Sync + Send) {
+    expect_len(what, y.len(), x.len())?;
     let chunk = even_chunks(x.len(), ELEMENTWISE_CHUNK);
     for_each_chunk(x, chunk, |i, x| apply(x, &y[i * chunk..][..x.len()]));
+    Ok(())
 }
 
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]` with `silu(x) = x / (1 + exp(-x))` and libm's `expf`, vectorised
 /// where `isa` has a kernel (the same bits). (ggml's vectorised exponential is not used here: with it, greedy
 /// agreement with llama.cpp measured worse than with libm's.)
 pub fn swiglu(isa: Isa, gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
-    gated("SwiGLU input", gate, up, |gate, up| isa.silu_mul(gate, up))
+    elementwise("SwiGLU input", gate, up, |gate, up| isa.silu_mul(gate, up))
 }
 
 /// GeGLU: `gate[i] = gelu(gate[i]) · up[i]` as ggml computes it: GELU of the f16-rounded input, rounded to f16 (its
 /// 64K-entry table), 0 below -10 and the identity above 10.
 pub fn geglu(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
     let round = |x: f32| f16::from_f32(x).to_f32();
-    gated("GeGLU input", gate, up, |gate, up| {
+    elementwise("GeGLU input", gate, up, |gate, up| {
         for (g, u) in gate.iter_mut().zip(up) {
             let gelu = if *g <= -10.0 {
                 0.0
@@ -57,16 +53,12 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
 
 /// `x[i] += y[i]` (residual connections).
 pub fn add_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
-    expect_len("addend", y.len(), x.len())?;
-    elementwise(x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
-    Ok(())
+    elementwise("addend", x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b))
 }
 
 /// `x[i] *= y[i]`.
 pub fn mul_assign(x: &mut [f32], y: &[f32]) -> Result<(), OpError> {
-    expect_len("factor", y.len(), x.len())?;
-    elementwise(x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a *= b));
-    Ok(())
+    elementwise("factor", x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a *= b))
 }
 
 /// Adds `row` to every `row.len()`-element row of `x` (a projection's bias).
@@ -78,8 +70,7 @@ pub fn add_to_rows(x: &mut [f32], row: &[f32]) -> Result<(), OpError> {
             got: x.len(),
         });
     }
-    let rows_per_chunk = ELEMENTWISE_CHUNK.div_ceil(row.len());
-    for_each_chunk(x, rows_per_chunk * row.len(), |_, rows| {
+    for_each_row_group(x, row.len(), |_, rows| {
         for r in rows.chunks_exact_mut(row.len()) {
             r.iter_mut().zip(row).for_each(|(a, b)| *a += b);
         }

@@ -157,6 +157,25 @@ pub fn even_chunks(len: usize, min_chunk: usize) -> usize {
 /// does it all, as a decode step's vectors do.
 pub const ELEMENTWISE_CHUNK: usize = 4096;
 
+/// Runs `f(first_row, rows)` over groups of whole `width`-element rows of `data` (`first_row` is the group's first
+/// row), at least [`ELEMENTWISE_CHUNK`] elements a group, across threads as [`for_each_chunk`] spreads chunks. Row-wise
+/// work (a norm, a bias, a rotation per position) keeps each row on one thread, so its bits do not depend on how many
+/// there are.
+pub fn for_each_row_group<T: Send>(data: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    let rows = ELEMENTWISE_CHUNK.div_ceil(width.max(1));
+    for_each_chunk(data, (rows * width).max(1), |i, group| f(i * rows, group));
+}
+
+/// [`for_each_row_group`] for work that can fail (which error is returned, as for [`try_for_each_chunk`]).
+pub fn try_for_each_row_group<T: Send, E: Send>(
+    data: &mut [T],
+    width: usize,
+    f: impl Fn(usize, &mut [T]) -> Result<(), E> + Sync + Send,
+) -> Result<(), E> {
+    let rows = ELEMENTWISE_CHUNK.div_ceil(width.max(1));
+    try_for_each_chunk(data, (rows * width).max(1), |i, group| f(i * rows, group))
+}
+
 /// `len` zeros, written across the threads. Prefill and training allocate activations of megabytes per operation;
 /// `vec![0.0; len]` zeroes reused memory with one thread's `memset` while the others wait.
 pub fn zeroed(len: usize) -> Vec<f32> {

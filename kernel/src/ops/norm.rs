@@ -1,28 +1,28 @@
 //! RMSNorm: `y = x / sqrt(mean(x²) + eps) * weight`, per row.
 
-use super::{ELEMENTWISE_CHUNK, OpError, expect_len, for_each_chunk};
+use super::{OpError, expect_len, for_each_row_group};
 
 /// Normalises each `weight.len()`-element row of `x` in place and scales it by `weight`, rows spread across threads.
 /// The sum of squares is accumulated in f64, as the reference does, so long rows lose nothing.
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), OpError> {
-    for_each_row_chunk(x, weight, |_, rows| normalise(rows, weight, eps))
+    expect_rows(x, weight)?;
+    for_each_row_group(x, weight.len(), |_, rows| normalise(rows, weight, eps));
+    Ok(())
 }
 
 /// Like [`rms_norm`] but writes into `out` (same shape as `x`).
 pub fn rms_norm_into(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) -> Result<(), OpError> {
     expect_len("rms_norm output", out.len(), x.len())?;
-    for_each_row_chunk(out, weight, |at, rows| {
-        rows.copy_from_slice(&x[at..][..rows.len()]);
+    expect_rows(x, weight)?;
+    for_each_row_group(out, weight.len(), |first, rows| {
+        rows.copy_from_slice(&x[first * weight.len()..][..rows.len()]);
         normalise(rows, weight, eps);
-    })
+    });
+    Ok(())
 }
 
-/// Runs `f(offset, rows)` over groups of whole rows of `x` (rows of `weight.len()`), across threads.
-fn for_each_row_chunk(
-    x: &mut [f32],
-    weight: &[f32],
-    f: impl Fn(usize, &mut [f32]) + Sync + Send,
-) -> Result<(), OpError> {
+/// Checks that `x` is whole rows of `weight.len()`.
+fn expect_rows(x: &[f32], weight: &[f32]) -> Result<(), OpError> {
     let n = weight.len();
     if n == 0 || !x.len().is_multiple_of(n) {
         return Err(OpError::Shape {
@@ -31,8 +31,6 @@ fn for_each_row_chunk(
             got: x.len(),
         });
     }
-    let chunk = ELEMENTWISE_CHUNK.div_ceil(n) * n;
-    for_each_chunk(x, chunk, |i, rows| f(i * chunk, rows));
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 //! everywhere. Training runs [`geglu_smooth`], the tanh-GELU that rounding approximates (they differ by f16 rounding,
 //! a relative 2⁻¹¹), so the loss the optimizer follows is the one its gradient describes.
 
-use hearth_kernel::ops::act::gelu_tanh;
-use hearth_kernel::ops::{ELEMENTWISE_CHUNK, even_chunks, for_each_chunk, for_each_task};
+use hearth_kernel::ops::act::{elementwise, gelu_tanh};
+use hearth_kernel::ops::{ELEMENTWISE_CHUNK, even_chunks, for_each_task};
 
 use super::{OpError, expect_len};
 
@@ -81,14 +81,11 @@ fn gelu_with_slope(x: f32) -> (f32, f32) {
 
 /// GeGLU forward in float: `gate[i] = gelu(gate[i]) · up[i]`, with the kernel's cut-offs but no f16 rounding.
 pub fn geglu_smooth(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
-    expect_len("GeGLU input", up.len(), gate.len())?;
-    let chunk = even_chunks(gate.len(), ELEMENTWISE_CHUNK);
-    for_each_chunk(gate, chunk, |i, gate| {
-        for (g, &u) in gate.iter_mut().zip(&up[i * chunk..]) {
+    elementwise("GeGLU input", gate, up, |gate, up| {
+        for (g, &u) in gate.iter_mut().zip(up) {
             *g = gelu_with_slope(*g).0 * u;
         }
-    });
-    Ok(())
+    })
 }
 
 /// GeGLU backward (of [`geglu_smooth`]).

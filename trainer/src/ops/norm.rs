@@ -1,6 +1,6 @@
 //! RMSNorm backward. Forward (the kernel's): `y = x · r · w` per row, with `r = 1/sqrt(mean(x²) + eps)`.
 
-use hearth_kernel::ops::{ELEMENTWISE_CHUNK, for_each_chunk};
+use hearth_kernel::ops::for_each_row_group;
 
 use super::{OpError, expect_len};
 
@@ -17,9 +17,8 @@ pub fn rms_norm_backward(x: &[f32], weight: &[f32], eps: f32, d_out: &[f32], dx:
     }
     expect_len("rms_norm output gradient", d_out.len(), x.len())?;
     expect_len("rms_norm input gradient", dx.len(), x.len())?;
-    let chunk = ELEMENTWISE_CHUNK.div_ceil(n) * n;
-    for_each_chunk(dx, chunk, |i, dx| {
-        let (x, d_out) = (&x[i * chunk..][..dx.len()], &d_out[i * chunk..][..dx.len()]);
+    for_each_row_group(dx, n, |first, dx| {
+        let (x, d_out) = (&x[first * n..][..dx.len()], &d_out[first * n..][..dx.len()]);
         for ((x, dy), dx) in x.chunks_exact(n).zip(d_out.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
             // The mean square as the forward computes it (summed in f64).
             let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
