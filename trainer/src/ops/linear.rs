@@ -16,7 +16,7 @@
 use bytemuck::Zeroable;
 use hearth_kernel::GgmlType;
 use hearth_kernel::ops::matmul::{MatmulScratch, Weights, matmul, tile_matmul};
-use hearth_kernel::ops::{act, for_each_chunk, for_each_task, thread_count, try_for_each_chunk};
+use hearth_kernel::ops::{act, for_each_chunk, for_each_task, try_for_each_chunk};
 use hearth_kernel::quant::grouped::{self, GroupQ8_0};
 use hearth_kernel::quant::tiles::{PANEL_ROWS, TILE_K, TileMatrix};
 use hearth_kernel::quant::{self, BlockQ8_0, QuantBlock};
@@ -133,12 +133,7 @@ impl Transposed {
                 q8_0_product(isa, &weights, d_out, &mut product, scratch)?;
             }
         }
-        let chunk = dx.len().div_ceil(thread_count());
-        for_each_chunk(dx, chunk, |i, dx| {
-            for (d, &p) in dx.iter_mut().zip(&product[i * chunk..]) {
-                *d += p;
-            }
-        });
+        act::add_assign(dx, &product)?;
         Ok(())
     }
 }
